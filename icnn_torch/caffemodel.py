@@ -15,6 +15,7 @@ file costs one copy of the weights and no more.
 
 from __future__ import annotations
 
+import math
 import mmap
 import os
 from dataclasses import dataclass, field
@@ -190,10 +191,11 @@ def _parse_blob(buf, start: int, end: int) -> _BlobRef:
         dims = [legacy.get(k, 1) for k in (_BLOB_NUM, _BLOB_CHANNELS, _BLOB_HEIGHT, _BLOB_WIDTH)]
         if not legacy and not data_parts and not loose:
             dims = [0]
-    if any(d < 0 or d > 2**40 for d in dims):
+    # Python ints: an int64 product could overflow (even to 0) and pass the count check.
+    if any(d < 0 or d > 2**40 for d in dims) or math.prod(d for d in dims if d) > 2**40:
         raise _Malformed(f"implausible blob shape {tuple(dims)}")
     shape = tuple(int(d) for d in dims)
-    expected = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    expected = math.prod(shape)
     if loose:
         if data_parts:
             raise _Malformed("a blob mixes packed and unpacked values")

@@ -127,8 +127,9 @@ class VGG19(nn.Module):
                 layer = nn.Linear(n_in, n_out)
             else:
                 continue
-            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
-            nn.init.zeros_(layer.bias)
+            if layer.weight.device.type != "meta":  # loaders build on meta, then assign
+                nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+                nn.init.zeros_(layer.bias)
             self.add_module(name, layer)
         _freeze(self)
         self.eval()
