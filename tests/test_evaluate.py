@@ -1,0 +1,418 @@
+"""Identification accuracy, PixCorr, SSIM and the results-tree evaluation."""
+
+import csv
+import math
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+import torch
+from PIL import Image
+
+from icnn_torch import evaluate
+from icnn_torch.evaluate import (evaluate_results, feature_identification, find_reconstructions,
+                                 find_stimulus, load_reconstruction, load_stimulus,
+                                 pairwise_identification, pixcorr, read_stimulus_mapping,
+                                 rgb_to_grey, ssim, write_csv)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SCRIPT2 = "2_reconstruct_natural_image_without_DGN"
+SCRIPT3 = "3_reconstruct_natural_image_different_combinations_of_CNN_layers"
+SCRIPT4 = "4_reconstruct_shape_image"
+
+
+# --------------------------------------------------------------------------- identification
+
+@pytest.mark.parametrize("metric", ["corr", "euclidean"])
+def test_reconstructions_equal_to_stimuli_identify_perfectly(metric):
+    rng = np.random.default_rng(1)
+    stimuli = rng.uniform(0, 255, size=(8, 16, 16, 3))
+    accuracy = pairwise_identification(stimuli.copy(), stimuli, metric)
+    assert accuracy.shape == (8,)
+    assert np.all(accuracy == 1.0)
+
+
+@pytest.mark.parametrize("metric", ["corr", "euclidean"])
+def test_noise_reconstructions_are_at_chance(metric):
+    # For unrelated images the true stimulus's rank among the N candidates is uniform, so
+    # one image's accuracy is ~uniform(0, 1) and the mean over N images has sd
+    # 1/sqrt(12 N): 0.017 for N = 300, against a tolerance of 0.05.
+    n = 300
+    rng = np.random.default_rng(2)
+    stimuli = rng.uniform(0, 255, size=(n, 8, 8, 3))
+    noise = rng.uniform(0, 255, size=stimuli.shape)
+    assert abs(pairwise_identification(noise, stimuli, metric).mean() - 0.5) < 0.05
+    # reconstructions of the wrong images: a random shuffle without fixed points
+    order = rng.permutation(n)
+    shown = np.empty(n, dtype=int)
+    shown[order] = np.roll(order, 1)
+    assert not np.any(shown == np.arange(n))
+    assert abs(pairwise_identification(stimuli[shown], stimuli, metric).mean() - 0.5) < 0.05
+
+
+def test_identification_matches_hand_computed_three_image_example():
+    # Stimuli and reconstructions are 3-pixel "images". Centred, every vector below has
+    # norm sqrt(2), so correlations are (centred dot product) / 2.
+    stimuli = np.array([[1, 2, 3],    # centred (-1, 0, 1)
+                        [3, 2, 1],    # centred ( 1, 0,-1)
+                        [1, 3, 2]],   # centred (-1, 1, 0)
+                       dtype=float)
+    recons = np.array([[1, 3, 2],     # corr with s0, s1, s2: 0.5, -0.5, 1
+                       [3, 2, 1],     # corr: -1, 1, -0.5
+                       [2, 1, 3]],    # centred (0,-1, 1); corr: 0.5, -0.5, -0.5
+                      dtype=float)
+    # recon 0 (true s0 at 0.5): beats s1 (-0.5), loses to s2 (1)            -> 1/2
+    # recon 1 (true s1 at 1): beats s0 and s2                               -> 1
+    # recon 2 (true s2 at -0.5): loses to s0 (0.5), ties with s1 (-0.5)     -> (0 + 0.5)/2
+    assert pairwise_identification(recons, stimuli, "corr") == pytest.approx([0.5, 1.0, 0.25])
+    # Squared distances: recon 0 to s0, s1, s2 = 2, 6, 0 -> 1/2;
+    # recon 1 = 8, 0, 6 -> 1; recon 2 = 2, 6, 6 -> (0 + 0.5)/2.
+    assert pairwise_identification(recons, stimuli, "euclidean") == pytest.approx(
+        [0.5, 1.0, 0.25])
+    # the same numbers for image-shaped input
+    assert pairwise_identification(recons.reshape(3, 1, 1, 3), stimuli.reshape(3, 1, 1, 3)
+                                   ) == pytest.approx([0.5, 1.0, 0.25])
+
+
+def test_constant_reconstruction_scores_chance():
+    rng = np.random.default_rng(3)
+    stimuli = rng.uniform(0, 255, size=(5, 8, 8, 3))
+    recons = stimuli.copy()
+    recons[2] = 128.0
+    accuracy = pairwise_identification(recons, stimuli, "corr")
+    assert accuracy[2] == 0.5
+    assert np.all(np.delete(accuracy, 2) == 1.0)
+
+
+def test_identification_input_errors():
+    with pytest.raises(ValueError, match="at least 2"):
+        pairwise_identification(np.zeros((1, 4)), np.zeros((1, 4)))
+    with pytest.raises(ValueError, match=r"\(3, 4\).*\(3, 5\)"):
+        pairwise_identification(np.zeros((3, 4)), np.zeros((3, 5)))
+    with pytest.raises(ValueError, match="metric"):
+        pairwise_identification(np.ones((3, 4)), np.ones((3, 4)), "cosine")
+
+
+# --------------------------------------------------------------------------- PixCorr, SSIM
+
+def test_pixcorr_is_pearson_of_flattened_images():
+    rng = np.random.default_rng(4)
+    a = rng.uniform(0, 255, size=(10, 9, 3))
+    b = 0.5 * a + rng.normal(0, 30, size=a.shape)
+    x, y = a.ravel() - a.mean(), b.ravel() - b.mean()
+    assert pixcorr(a, b) == pytest.approx(x @ y / math.sqrt((x @ x) * (y @ y)), rel=1e-12)
+    assert pixcorr(a, 3 * a + 7) == pytest.approx(1.0)
+    assert pixcorr(a, -a) == pytest.approx(-1.0)
+    assert pixcorr(a, np.full_like(a, 9.0)) == 0.0
+    with pytest.raises(ValueError, match="shapes differ"):
+        pixcorr(a, a[:5])
+
+
+def _ssim_by_explicit_windows(a, b, sigma=1.5, radius=5, data_range=255.0):
+    """SSIM written out per window: Gaussian weights, population moments, border cropped."""
+    offsets = np.arange(-radius, radius + 1)
+    g1 = np.exp(-offsets ** 2 / (2 * sigma ** 2))
+    weights = np.outer(g1, g1) / np.outer(g1, g1).sum()
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    values = []
+    for i in range(radius, a.shape[0] - radius):
+        for j in range(radius, a.shape[1] - radius):
+            wa = a[i - radius:i + radius + 1, j - radius:j + radius + 1]
+            wb = b[i - radius:i + radius + 1, j - radius:j + radius + 1]
+            ma, mb = (weights * wa).sum(), (weights * wb).sum()
+            va = (weights * (wa - ma) ** 2).sum()
+            vb = (weights * (wb - mb) ** 2).sum()
+            cov = (weights * (wa - ma) * (wb - mb)).sum()
+            values.append((2 * ma * mb + c1) * (2 * cov + c2)
+                          / ((ma ** 2 + mb ** 2 + c1) * (va + vb + c2)))
+    return float(np.mean(values))
+
+
+def test_ssim_matches_explicit_window_computation():
+    rng = np.random.default_rng(5)
+    a = rng.uniform(0, 255, size=(21, 18))
+    b = np.clip(a + rng.normal(0, 40, size=a.shape), 0, 255)
+    expected = _ssim_by_explicit_windows(a, b)
+    assert ssim(a, b) == pytest.approx(expected, abs=1e-10)
+    assert 0.2 < expected < 0.95  # a non-trivial case
+
+
+def test_ssim_of_flat_images_matches_formula():
+    # constant images: variances and covariance vanish, SSIM = (2ab + C1) / (a^2 + b^2 + C1)
+    a, b = 100.0, 140.0
+    c1 = (0.01 * 255) ** 2
+    expected = (2 * a * b + c1) / (a * a + b * b + c1)
+    assert ssim(np.full((16, 16), a), np.full((16, 16), b)) == pytest.approx(expected)
+
+
+def test_ssim_properties_and_greyscale_conversion():
+    rng = np.random.default_rng(6)
+    rgb_a = rng.uniform(0, 255, size=(24, 20, 3))
+    rgb_b = rng.uniform(0, 255, size=(24, 20, 3))
+    assert ssim(rgb_a, rgb_a) == pytest.approx(1.0)
+    assert ssim(rgb_a, rgb_b) == pytest.approx(ssim(rgb_b, rgb_a))
+    assert ssim(rgb_a, rgb_b) < 0.2
+    grey_a = 0.2125 * rgb_a[..., 0] + 0.7154 * rgb_a[..., 1] + 0.0721 * rgb_a[..., 2]
+    grey_b = 0.2125 * rgb_b[..., 0] + 0.7154 * rgb_b[..., 1] + 0.0721 * rgb_b[..., 2]
+    assert np.allclose(rgb_to_grey(rgb_a), grey_a)
+    assert ssim(rgb_a, rgb_b) == pytest.approx(ssim(grey_a, grey_b))
+    # the same images on a 0..1 scale with data_range 1 (MindEye's convention) agree
+    assert ssim(rgb_a / 255, rgb_b / 255, data_range=1.0) == pytest.approx(ssim(rgb_a, rgb_b))
+    with pytest.raises(ValueError, match="window"):
+        ssim(np.zeros((8, 30)), np.zeros((8, 30)))
+
+
+# --------------------------------------------------------------------------- VGG19 features
+
+@pytest.fixture(scope="module")
+def random_vgg19():
+    from icnn_torch.models import VGG19
+
+    torch.manual_seed(0)
+    return VGG19()
+
+
+def _smooth_images(rng, n, size=224):
+    """Blocky random colour images (upsampled 7x7 noise), RGB 0..255."""
+    small = rng.uniform(0, 255, size=(n, 7, 7, 3))
+    return np.stack([np.asarray(Image.fromarray(img.astype(np.uint8)).resize(
+        (size, size), Image.Resampling.BILINEAR), dtype=np.float64) for img in small])
+
+
+def test_feature_identification_with_random_vgg19(random_vgg19, device):
+    net = random_vgg19.to(device)
+    rng = np.random.default_rng(7)
+    stimuli = _smooth_images(rng, 3)
+    same = feature_identification(stimuli.copy(), stimuli, net)  # default layers
+    assert list(same) == ["conv3_4", "fc7"]
+    for accuracy in same.values():
+        assert np.all(accuracy == 1.0)
+    # reconstruction i shows stimulus i+1: that candidate is always more similar than
+    # the true image, so at most one of the two candidates is beaten
+    wrong = feature_identification(np.roll(stimuli, 1, axis=0), stimuli, net, ["conv1_2"],
+                                   device=device, batch_size=2)
+    assert wrong["conv1_2"].shape == (3,)
+    assert np.all(wrong["conv1_2"] <= 0.5)
+
+
+def test_feature_identification_input_errors(random_vgg19):
+    with pytest.raises(ValueError, match=r"\(32, 32\).*\(224, 224\)"):
+        feature_identification(np.zeros((2, 32, 32, 3)), np.zeros((2, 32, 32, 3)),
+                               random_vgg19, ["conv1_1"])
+    with pytest.raises(ValueError, match="no layer"):
+        feature_identification(np.zeros((2, 224, 224, 3)), np.zeros((2, 224, 224, 3)),
+                               random_vgg19, ["conv9_9"])
+
+
+# --------------------------------------------------------------------------- results tree
+
+def _save_recon(results, rel_dir, label, img):
+    folder = results / rel_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    scipy.io.savemat(folder / f"recon_img-{label}.mat", {"recon_img": img})
+    return folder
+
+
+def _save_png(path, img):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path)
+
+
+def _build_tree(tmp_path, size=32, seed=8):
+    """A results tree of scripts 2 and 3 whose reconstructions equal their stimuli."""
+    rng = np.random.default_rng(seed)
+    results, stimuli = tmp_path / "results", tmp_path / "stimuli"
+    labels2 = ["Img0048", "Img0002", "Img0045", "Img0011"]  # not in the script's order
+    labels3 = ["Img0016", "Img0036", "Img0042"]
+    images = {}
+    for label in sorted(set(labels2 + labels3)):
+        images[label] = np.round(rng.uniform(0, 255, size=(size, size, 3)))
+        _save_png(stimuli / "natural" / f"{label}.png", images[label])
+    for label in labels2:
+        _save_recon(results, f"{SCRIPT2}/S1/VC", label, images[label])
+    for layer_set in ["layers_1to3", "layers_1to1"]:
+        for label in labels3:
+            _save_recon(results, f"{SCRIPT3}/{layer_set}/S1/VC", label, images[label])
+    # files that are not reconstructions must be ignored
+    (results / SCRIPT2 / "S1" / "VC" / "snapshots" / "image-Img0002").mkdir(parents=True)
+    scipy.io.savemat(results / SCRIPT2 / "S1" / "VC" / "snapshots" / "image-Img0002" /
+                     "recon_img-Img0002.mat", {"recon_img": images["Img0002"]})
+    return results, stimuli, images
+
+
+def test_find_reconstructions_orders_sets_and_labels(tmp_path):
+    results, _, _ = _build_tree(tmp_path)
+    recs = find_reconstructions(results)
+    assert [(r.script, r.layer_set, r.label) for r in recs] == (
+        [(SCRIPT2, None, label) for label in ["Img0002", "Img0011", "Img0045", "Img0048"]]
+        + [(SCRIPT3, "layers_1to1", label) for label in ["Img0016", "Img0036", "Img0042"]]
+        + [(SCRIPT3, "layers_1to3", label) for label in ["Img0016", "Img0036", "Img0042"]])
+    assert recs[0].image_type == "natural"
+    assert recs[0].jpg_path.name == "recon_img_normalized-Img0002.jpg"
+    # a script folder itself can be given
+    assert [r.label for r in find_reconstructions(results / SCRIPT2)] == [
+        r.label for r in recs[:4]]
+
+
+def test_evaluate_results_perfect_reconstructions(tmp_path):
+    results, stimuli, _ = _build_tree(tmp_path)
+    rows = evaluate_results(results, stimuli, layers=())
+    per_image = [row for row in rows if row["label"] != "mean"]
+    means = [row for row in rows if row["label"] == "mean"]
+    assert len(per_image) == 10 and len(means) == 3
+    assert [row["n_images"] for row in means] == [4, 3, 3]
+    assert [(row["layer_set"], row["subject"], row["roi"]) for row in means] == [
+        ("", "S1", "VC"), ("layers_1to1", "S1", "VC"), ("layers_1to3", "S1", "VC")]
+    for row in rows:
+        assert row["ident_pixcorr"] == 1.0 and row["ident_euclidean"] == 1.0
+        assert row["pixcorr"] == pytest.approx(1.0)
+        assert row["ssim"] == pytest.approx(1.0)
+    assert list(rows[0]) == list(evaluate.BASE_COLUMNS)
+
+
+def test_evaluate_results_with_features_and_shuffled_set(tmp_path, random_vgg19):
+    results, stimuli, images = _build_tree(tmp_path, size=224)
+    # set layers_1to3 holds the wrong images: label i shows the image of label i+1
+    labels3 = ["Img0016", "Img0036", "Img0042"]
+    for label, shown in zip(labels3, labels3[1:] + labels3[:1]):
+        _save_recon(results, f"{SCRIPT3}/layers_1to3/S1/VC", label, images[shown])
+    rows = evaluate_results(results, stimuli, layers=["conv1_2"], net=random_vgg19,
+                            scripts=[SCRIPT3])
+    by_set = {row["layer_set"]: row for row in rows if row["label"] == "mean"}
+    assert set(by_set) == {"layers_1to1", "layers_1to3"}
+    assert by_set["layers_1to1"]["ident_conv1_2"] == 1.0
+    assert by_set["layers_1to1"]["ident_pixcorr"] == 1.0
+    for key in ("ident_conv1_2", "ident_pixcorr", "ident_euclidean"):
+        assert by_set["layers_1to3"][key] <= 0.5
+    assert by_set["layers_1to3"]["pixcorr"] < 0.2
+    # the stimulus features reused from set layers_1to1 give what a direct call gives
+    shown = labels3[1:] + labels3[:1]
+    direct = feature_identification(np.stack([images[label] for label in shown]),
+                                    np.stack([images[label] for label in labels3]),
+                                    random_vgg19, ["conv1_2"])["conv1_2"]
+    per_image = [row["ident_conv1_2"] for row in rows
+                 if row["layer_set"] == "layers_1to3" and row["label"] != "mean"]
+    assert per_image == pytest.approx(direct.tolist())
+
+
+def test_missing_stimuli_are_skipped_with_a_warning(tmp_path):
+    results, stimuli, _ = _build_tree(tmp_path)
+    (stimuli / "natural" / "Img0011.png").unlink()
+    with pytest.warns(UserWarning, match="1 of 4 reconstructions have no stimulus"):
+        rows = evaluate_results(results, stimuli, layers=(), scripts=[SCRIPT2])
+    assert [row["label"] for row in rows] == ["Img0002", "Img0045", "Img0048", "mean"]
+    assert rows[-1]["n_images"] == 3
+
+
+def test_single_image_set_has_no_identification(tmp_path):
+    results, stimuli, _ = _build_tree(tmp_path)
+    for label in ["Img0011", "Img0045", "Img0048"]:
+        (stimuli / "natural" / f"{label}.png").unlink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rows = evaluate_results(results, stimuli, layers=(), scripts=[SCRIPT2])
+    assert math.isnan(rows[0]["ident_pixcorr"]) and rows[0]["pixcorr"] == pytest.approx(1.0)
+
+
+def test_stimulus_lookup_rules(tmp_path):
+    stimuli = tmp_path / "stimuli"
+    _save_png(stimuli / "Img0001.JPG", np.zeros((4, 4, 3)))
+    _save_png(stimuli / "color_shape" / "Img0001.png", np.zeros((4, 4, 3)))
+    _save_png(stimuli / "Img0002.tif", np.zeros((4, 4, 3)))
+    _save_png(stimuli / "Img0002.jpeg", np.zeros((4, 4, 3)))
+    _save_png(stimuli / "mine" / "letter_a.png", np.zeros((4, 4, 3)))
+    assert find_stimulus(stimuli, "Img0001", "natural") == stimuli / "Img0001.JPG"
+    assert (find_stimulus(stimuli, "Img0001", "color_shape")
+            == stimuli / "color_shape" / "Img0001.png")
+    assert find_stimulus(stimuli, "Img0002") == stimuli / "Img0002.jpeg"  # jpeg before tif
+    assert find_stimulus(stimuli, "Img0003") is None
+    mapping_csv = tmp_path / "map.csv"
+    mapping_csv.write_text("label,filename\n# comment\nImg0003,mine/letter_a.png\n"
+                           "alphabet,Img0001,mine/letter_a.png\n")
+    mapping = read_stimulus_mapping(mapping_csv, stimuli)
+    letter = stimuli / "mine" / "letter_a.png"
+    assert find_stimulus(stimuli, "Img0003", "natural", mapping) == letter
+    assert find_stimulus(stimuli, "Img0001", "alphabet", mapping) == letter
+    assert find_stimulus(stimuli, "Img0001", "natural", mapping) == stimuli / "Img0001.JPG"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("Img0004,does_not_exist.png\n")
+    with pytest.raises(FileNotFoundError, match="does_not_exist.png"):
+        find_stimulus(stimuli, "Img0004", None, read_stimulus_mapping(bad, stimuli))
+
+
+def test_stimulus_resized_and_reconstruction_clipped(tmp_path):
+    gradient = np.linspace(0, 255, 64)
+    img = np.stack(np.broadcast_arrays(gradient[None, :], gradient[:, None],
+                                       np.full((64, 64), 80.0)), axis=-1)
+    _save_png(tmp_path / "s.png", img)
+    small = load_stimulus(tmp_path / "s.png", (32, 48))
+    assert small.shape == (32, 48, 3) and small.dtype == np.float64
+    assert small[..., 2] == pytest.approx(np.full((32, 48), 80.0))
+    assert small[0, :, 0].max() > 250 and small[0, :, 0].min() < 5
+    raw = np.full((8, 8, 3), 100.0)
+    raw[0, 0, 0], raw[1, 1, 1] = -40.0, 300.0
+    scipy.io.savemat(tmp_path / "recon_img-Img0001.mat", {"recon_img": raw})
+    clipped = load_reconstruction(tmp_path / "recon_img-Img0001.mat")
+    assert clipped[0, 0, 0] == 0.0 and clipped[1, 1, 1] == 255.0
+    assert load_reconstruction(tmp_path / "recon_img-Img0001.mat", "raw")[0, 0, 0] == -40.0
+    # "normalized": the script's JPEG pixels (2nd/98th percentile clip, min-max, uint8)
+    ramp = np.arange(8 * 8 * 3, dtype=float).reshape(8, 8, 3) * 10 - 300
+    scipy.io.savemat(tmp_path / "recon_img-Img0002.mat", {"recon_img": ramp})
+    shown = load_reconstruction(tmp_path / "recon_img-Img0002.mat", "normalized")
+    assert shown.min() == 0 and shown.max() == 255 and np.all(shown == np.round(shown))
+    assert np.all(np.diff(shown.ravel()) >= 0)  # order kept
+    assert shown.ravel()[0] == shown.ravel()[1]  # the bottom 2 % are clipped together
+    scipy.io.savemat(tmp_path / "other.mat", {"img": raw})
+    with pytest.raises(KeyError, match="recon_img"):
+        load_reconstruction(tmp_path / "other.mat")
+
+
+def test_cli_writes_csv_and_prints_table(tmp_path, capsys):
+    results, stimuli, _ = _build_tree(tmp_path)
+    out = tmp_path / "eval" / "scores.csv"
+    assert evaluate.main([str(results), "--stimuli", str(stimuli), "--no-features",
+                          "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert SCRIPT2 in printed and SCRIPT3 in printed and "ident_pixcorr" in printed
+    assert "layers_1to3" in printed and "1.000000" in printed
+    with open(out, newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert len(table) == 13
+    assert table[0]["label"] == "Img0002" and float(table[0]["ident_pixcorr"]) == 1.0
+    assert sorted(p.name for p in out.parent.iterdir()) == ["scores.csv"]  # no temp left
+
+
+def test_cli_runs_as_a_module(tmp_path):
+    results, stimuli, _ = _build_tree(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "icnn_torch.evaluate", str(results),
+                           "--stimuli", str(stimuli), "--no-features", "--per-image",
+                           "--scripts", SCRIPT2], cwd=PROJECT_ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Img0048" in done.stdout and "mean" in done.stdout
+    assert (results / "evaluation.csv").is_file()
+
+
+def test_cli_errors_are_actionable(tmp_path, capsys, monkeypatch):
+    results, stimuli, _ = _build_tree(tmp_path)
+    monkeypatch.chdir(tmp_path)  # no net/ folder here
+    assert evaluate.main([str(results), "--stimuli", str(stimuli)]) == 1
+    err = capsys.readouterr().err
+    assert "VGG_ILSVRC_19_layers.caffemodel" in err
+    assert "python -m icnn_torch.download vgg19" in err
+    assert "--no-features" in err
+    assert evaluate.main([str(results), "--stimuli", str(tmp_path / "nope"),
+                          "--no-features"]) == 1
+    assert "nope" in capsys.readouterr().err
+
+
+def test_write_csv_is_atomic_and_replaces(tmp_path):
+    path = tmp_path / "e.csv"
+    path.write_text("old")
+    write_csv([{"a": 1, "b": float("nan"), "c": 0.25}], path)
+    assert path.read_text() == "a,b,c\n1,nan,0.250000\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.csv"]
