@@ -1,0 +1,121 @@
+"""The feature-matching objective of the reconstruction engines.
+
+``loss_b = sum_l w_{b,l} * loss_type(f_l(x_b), target_{b,l}, mask_l)`` for every image b
+of a batch, where ``loss_type`` is one of (SPEC section 5)
+
+- ``l2``:    ``sum(mask * d**2)`` with ``d = f - target`` (a plain sum, no averaging),
+- ``l1``:    ``sum(|mask * d|)``,
+- ``inner``: ``-sum(f * target * mask)``,
+- ``gram``:  ``||G(f*mask) - G(target*mask)||_F^2 / (4 N^2 M^2)`` with ``G`` the channel
+  Gram matrix, N channels and M = H*W positions (conv/pool layers only).
+
+The gradient is left to autograd: one backward of the summed loss gives, for each image,
+what the original's layer-by-layer backward computed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["LOSS_TYPES", "FeatureLoss", "layer_loss"]
+
+
+def _l2(f: Tensor, t: Tensor, m: Tensor) -> Tensor:
+    d = f - t
+    return (d * d * m).flatten(1).sum(1)
+
+
+def _l1(f: Tensor, t: Tensor, m: Tensor) -> Tensor:
+    return ((f - t) * m).abs().flatten(1).sum(1)
+
+
+def _inner(f: Tensor, t: Tensor, m: Tensor) -> Tensor:
+    return -(f * t * m).flatten(1).sum(1)
+
+
+def _gram(f: Tensor, t: Tensor, m: Tensor) -> Tensor:
+    if f.dim() != 4:
+        raise ValueError(f"the gram loss needs (N, C, H, W) features, got {tuple(f.shape)}")
+    n_ch, n_pos = f.shape[1], f.shape[2] * f.shape[3]
+    fm = (f * m).flatten(2)
+    tm = (t * m).flatten(2)
+    diff = fm @ fm.transpose(1, 2) - tm @ tm.transpose(1, 2)
+    return (diff * diff).flatten(1).sum(1) / (4.0 * n_ch ** 2 * n_pos ** 2)
+
+
+LOSS_TYPES: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {
+    "l2": _l2, "l1": _l1, "inner": _inner, "gram": _gram,
+}
+
+
+def layer_loss(loss_type: str, feat: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """Per-image loss (N,) of one layer; ``feat``/``target`` (N, ...), ``mask`` broadcastable."""
+    try:
+        fn = LOSS_TYPES[loss_type]
+    except KeyError:
+        raise ValueError(f"unknown loss_type {loss_type!r}; choose from {sorted(LOSS_TYPES)}") from None
+    return fn(feat, target, mask)
+
+
+@dataclass
+class FeatureLoss:
+    """Weighted feature-matching loss of a batch of images.
+
+    Attributes
+    ----------
+    layers : list of str
+        Layer names in network order.
+    targets : dict of str to Tensor
+        Per layer, (B, *feature_shape) target features.
+    masks : dict of str to Tensor
+        Per layer, a float mask broadcastable to (B, *feature_shape).
+    weights : Tensor, shape (B, L)
+        Layer weights per image, columns in ``layers`` order.
+    loss_type : str
+        One of :data:`LOSS_TYPES`.
+    """
+
+    layers: list[str]
+    targets: dict[str, Tensor]
+    masks: dict[str, Tensor]
+    weights: Tensor
+    loss_type: str = "l2"
+
+    def __post_init__(self) -> None:
+        if self.loss_type not in LOSS_TYPES:
+            raise ValueError(f"unknown loss_type {self.loss_type!r}; choose from {sorted(LOSS_TYPES)}")
+
+    @property
+    def deepest(self) -> str:
+        return self.layers[-1]
+
+    def __call__(self, feats: Mapping[str, Tensor]) -> Tensor:
+        """Per-image total loss, shape (B,)."""
+        fn = LOSS_TYPES[self.loss_type]
+        total = None
+        for j, name in enumerate(self.layers):
+            feat = feats[name]
+            term = self.weights[:, j] * fn(feat, self.targets[name], self.masks[name])
+            total = term if total is None else total + term
+        return total
+
+    def select(self, index: int | Sequence[int]) -> "FeatureLoss":
+        """The objective of a subset of the batch (e.g. one image for L-BFGS)."""
+        idx = [index] if isinstance(index, int) else list(index)
+        take = torch.as_tensor(idx, device=self.weights.device)
+
+        def pick(t: Tensor) -> Tensor:
+            return t.index_select(0, take) if t.shape[0] > 1 else t
+
+        return FeatureLoss(self.layers, {k: v.index_select(0, take) for k, v in self.targets.items()},
+                           {k: pick(v) for k, v in self.masks.items()},
+                           self.weights.index_select(0, take), self.loss_type)
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.weights.shape[0])

@@ -1,0 +1,177 @@
+"""Turn the user's target features, weights and masks into a batched :class:`FeatureLoss`.
+
+Accepted forms of ``features`` (the original's dict, plus batches):
+
+- a dict layer -> array of one image: (C, H, W) for conv/pool layers, (N,), (1, N) or
+  (N, 1) for fc layers;
+- a dict layer -> array with a leading batch axis: (B, C, H, W) / (B, N);
+- a list of dicts of one image each.
+
+Every target is checked against the shape the net actually produces for that layer; a
+mismatch names the layer and both shapes.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .losses import FeatureLoss
+from .utils import create_feature_masks
+
+__all__ = ["build_feature_loss", "probe_feature_shapes"]
+
+
+def probe_feature_shapes(net, layers: Sequence[str], device: torch.device) -> dict[str, tuple[int, ...]]:
+    """Per-image feature shapes of ``layers`` (one forward of a blank image, no grad)."""
+    h, w = net.input_size
+    with torch.no_grad():
+        feats = net(torch.zeros(1, 3, h, w, device=device), layers)
+    return {name: tuple(feats[name].shape[1:]) for name in layers}
+
+
+def _as_array(value, layer: str) -> np.ndarray:
+    arr = np.asarray(value.detach().cpu().numpy() if isinstance(value, Tensor) else value)
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"features of layer {layer!r} are not numeric (dtype {arr.dtype})")
+    return arr.astype(np.float32, copy=False)
+
+
+def _split_batch(layer: str, arr: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, bool]:
+    """Return (B, *shape) targets and whether the input carried a batch axis."""
+    size = int(np.prod(shape))
+    if arr.shape == shape:
+        return arr[None], False
+    if len(shape) == 1 and arr.ndim == 2 and size in arr.shape and 1 in arr.shape and arr.size == size:
+        return arr.reshape(1, size), False  # fc stored 1xN or Nx1 (MATLAB), one image
+    if arr.ndim == len(shape) + 1 and arr.shape[1:] == shape:
+        return arr, True
+    raise ValueError(f"features of layer {layer!r} have shape {arr.shape}, but the net gives "
+                     f"{shape} per image (or (B, {', '.join(map(str, shape))}) for a batch)")
+
+
+def _layer_order(net, names) -> list[str]:
+    order = list(net.layer_names)
+    unknown = [n for n in names if n not in order]
+    if unknown:
+        raise KeyError(f"the net has no layer(s) {unknown}; its layers are {order}")
+    return sorted(names, key=order.index)
+
+
+def build_feature_loss(features, net, device: torch.device, layer_weight=None, channel=None,
+                       mask=None, loss_type: str = "l2") -> tuple[FeatureLoss, bool]:
+    """Validate and batch the targets of a reconstruction.
+
+    Parameters
+    ----------
+    features : dict or list of dict
+        See the module docstring.
+    net : encoder
+        Gives ``layer_names``, ``input_size`` and ``net(x, layers)``.
+    device : torch.device
+    layer_weight : dict or list of dict, optional
+        Layer -> weight (a float shared by the batch, or a (B,) array), or one dict per
+        image. Default: equal weights summing to 1. Must be finite.
+    channel, mask : dict, optional
+        As in :func:`icnn_torch.utils.create_feature_masks`; a mask may also carry the
+        batch axis (B, *shape).
+    loss_type : {"l2", "l1", "inner", "gram"}
+
+    Returns
+    -------
+    (FeatureLoss, batched)
+        ``batched`` says whether the caller gave a batch (so results keep the batch axis).
+    """
+    if isinstance(features, Mapping):
+        per_image = None
+        names = list(features)
+    else:
+        per_image = list(features)
+        if not per_image:
+            raise ValueError("an empty list of feature dicts")
+        names = list(per_image[0])
+        for i, fd in enumerate(per_image):
+            if set(fd) != set(names):
+                raise ValueError(f"feature dict {i} has layers {sorted(fd)}, dict 0 has {sorted(names)}")
+    if not names:
+        raise ValueError("no target features given")
+    layers = _layer_order(net, names)
+    shapes = probe_feature_shapes(net, layers, device)
+
+    targets: dict[str, np.ndarray] = {}
+    batched = per_image is not None
+    for name in layers:
+        if per_image is None:
+            arr, has_batch = _split_batch(name, _as_array(features[name], name), shapes[name])
+            batched = batched or has_batch
+        else:
+            parts = [_split_batch(name, _as_array(fd[name], name), shapes[name]) for fd in per_image]
+            if any(b for _, b in parts):
+                raise ValueError(f"layer {name!r}: a list of feature dicts takes one image per dict")
+            arr = np.concatenate([a for a, _ in parts])
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"features of layer {name!r} contain NaN or inf")
+        targets[name] = arr
+    sizes = {name: a.shape[0] for name, a in targets.items()}
+    batch = max(sizes.values())
+    for name, a in targets.items():
+        if a.shape[0] != batch:
+            if a.shape[0] == 1 and not batched:
+                continue
+            raise ValueError(f"layers disagree on the batch size: {sizes}")
+    targets = {n: np.broadcast_to(a, (batch,) + a.shape[1:]) for n, a in targets.items()}
+
+    weights = _layer_weights(layer_weight, layers, batch)
+    masks = _masks(mask, channel, targets, shapes, batch)
+    to = dict(device=device, dtype=torch.float32)
+    loss = FeatureLoss(
+        layers=layers,
+        targets={n: torch.tensor(np.ascontiguousarray(a)).to(**to) for n, a in targets.items()},
+        masks={n: torch.as_tensor(m).to(**to) for n, m in masks.items()},
+        weights=torch.as_tensor(weights).to(**to),
+        loss_type=loss_type,
+    )
+    return loss, batched
+
+
+def _layer_weights(layer_weight, layers: list[str], batch: int) -> np.ndarray:
+    if layer_weight is None:
+        return np.full((batch, len(layers)), 1.0 / len(layers), dtype=np.float32)
+    dicts = [layer_weight] if isinstance(layer_weight, Mapping) else list(layer_weight)
+    if len(dicts) not in (1, batch):
+        raise ValueError(f"{len(dicts)} layer_weight dicts for a batch of {batch}")
+    w = np.zeros((batch, len(layers)), dtype=np.float64)
+    for i in range(batch):
+        d = dicts[i if len(dicts) > 1 else 0]
+        missing = [n for n in layers if n not in d]
+        if missing:
+            raise KeyError(f"layer_weight has no weight for layer(s) {missing}")
+        for j, name in enumerate(layers):
+            value = np.asarray(d[name], dtype=np.float64).reshape(-1)
+            if value.size not in (1, batch):
+                raise ValueError(f"layer_weight[{name!r}] has {value.size} values for a batch of {batch}")
+            w[i, j] = value[0] if value.size == 1 else value[i]
+    bad = [layers[j] for j in range(len(layers)) if not np.all(np.isfinite(w[:, j]))]
+    if bad:
+        raise ValueError(f"layer_weight of layer(s) {bad} is NaN or inf (all-zero target "
+                         "features give 1/||f||^2 = inf; drop such layers or set their weight)")
+    return w.astype(np.float32)
+
+
+def _masks(mask, channel, targets, shapes, batch) -> dict[str, np.ndarray]:
+    mask = dict(mask or {})
+    batched_masks = {n: np.asarray(m, dtype=np.float32) for n, m in mask.items()
+                     if n in shapes and np.ndim(m) == len(shapes[n]) + 1
+                     and np.shape(m)[1:] == shapes[n]}
+    for n, m in batched_masks.items():
+        if m.shape[0] not in (1, batch):
+            raise ValueError(f"mask of layer {n!r} has batch size {m.shape[0]}, features {batch}")
+        mask.pop(n)
+    single = create_feature_masks({n: np.empty(shapes[n], np.float32) for n in targets},
+                                  masks=mask, channels=channel)
+    out = {n: m[None] for n, m in single.items()}
+    out.update(batched_masks)
+    return out
