@@ -892,15 +892,16 @@ def missing_items(items: Sequence[str], data_dir: "PathLike" = DEFAULT_DATA_DIR,
             if not _item_present(item, data_dir, net_dir, expected.get(item))]
 
 
-def _expected_feature_files(script_name, subjects, layers, rois, data_dir):
+def _expected_feature_files(script_name, subjects, layers, rois, data_dir, labels=None):
     _, spec, subjects, layers, rois = _script_selection(script_name, subjects, layers, rois)
+    labels = _as_list(labels) or list(spec.labels)
     out: Dict[str, List[Path]] = {}
     for subject in subjects:
         for layer in layers:
             zip_name = decoded_feature_zip_name(spec.image_type, spec.network, layer, subject)
             out[zip_name] = [decoded_feature_path(data_dir, spec.image_type, spec.network,
                                                   layer, subject, roi, label)
-                             for roi in rois for label in spec.labels]
+                             for roi in rois for label in labels]
     return out
 
 
@@ -954,7 +955,7 @@ def _is_tty(stream) -> bool:
 
 
 def ensure_files(script_name: Optional[str] = None, names: Sequence[str] = (),
-                 subjects=None, layers=None, rois=None,
+                 subjects=None, layers=None, rois=None, labels=None,
                  data_dir: "PathLike" = DEFAULT_DATA_DIR, net_dir: "PathLike" = DEFAULT_NET_DIR,
                  pytorch: bool = False, assume_yes: Optional[bool] = None,
                  progress: bool = True, timeout: float = 60.0,
@@ -970,6 +971,9 @@ def ensure_files(script_name: Optional[str] = None, names: Sequence[str] = (),
         ``mean``/``std``.
     subjects, layers, rois : optional
         Restrict the script's selection.
+    labels : optional
+        The image labels whose feature files must exist (default: the script's); a zip
+        holds every label, so this only changes what counts as present.
     assume_yes : bool or None
         True: download without asking. False: never download, raise. None: use
         ``ICNN_TORCH_ASSUME_YES`` when set, else ask ``[y/N]`` once when ``stdin`` is a
@@ -996,7 +1000,7 @@ def ensure_files(script_name: Optional[str] = None, names: Sequence[str] = (),
     expected: Dict[str, List[Path]] = {}
     if script_name is not None:
         items += files_for_script(script_name, subjects, layers, rois)
-        expected = _expected_feature_files(script_name, subjects, layers, rois, data_dir)
+        expected = _expected_feature_files(script_name, subjects, layers, rois, data_dir, labels)
     items = expand_aliases(items + list(names))
     missing = missing_items(items, data_dir, net_dir, expected)
     if not missing:

@@ -1,0 +1,53 @@
+"""Reconstruct natural images from VC with the deep generator network (DGN).
+
+Reproduces Figure 2 of Shen, Horikawa, Majima & Kamitani (2019), PLOS Comput Biol 15(1):
+e1006633, from the published decoded features. Edit the constants below to change the
+subjects, ROIs, images, layers or options; run ``python 1_reconstruct_natural_image.py --help`` for the
+command-line overrides (quick checks, cluster runs).
+
+Results: ./results/1_reconstruct_natural_image/<subject>/<roi>/recon_img-<label>.mat, recon_img_normalized-<label>.jpg
+"""
+
+from icnn_torch.pipeline import ScriptConfig, run_script
+
+# Data: decoded VGG19 features (figshare article 7033577).
+subjects_list = ['S1', 'S2', 'S3']
+rois_list = ['VC']
+image_type = 'natural'
+image_label_list = ['Img0009', 'Img0002', 'Img0001', 'Img0005', 'Img0036', 'Img0045', 'Img0031',
+    'Img0043']
+network = 'VGG19'
+layers = ['conv1_1', 'conv1_2', 'conv2_1', 'conv2_2', 'conv3_1', 'conv3_2', 'conv3_3',
+    'conv3_4', 'conv4_1', 'conv4_2', 'conv4_3', 'conv4_4', 'conv5_1', 'conv5_2',
+    'conv5_3', 'conv5_4', 'fc6', 'fc7', 'fc8']  # all conv and fc layers
+
+# Reconstruction: gradient descent on the DGN input (icnn_torch.icnn_dgn_gd).
+iter_n = 200
+opts = {
+    'loss_type': 'l2',               # 'l2', 'l1', 'inner' or 'gram'
+    'iter_n': iter_n,                # iterations
+    'disp_every': None,              # None: progress bar on a terminal, 'iter=N; err=V;' lines otherwise
+    'lr_start': 2., 'lr_end': 1e-10,  # learning rate, linear schedule
+    'momentum_start': 0.9, 'momentum_end': 0.9,
+    'decay_start': 0.01, 'decay_end': 0.01,  # decay of the generator input after each step
+    'feat_lower_bound': 0.,          # generator input bounds: 0 ...
+    'feat_upper_bound': 'fc7_3x',    # ... data/act_range/3x/fc7.txt (3 SD of fc7)
+    'initial_gen_feat': 'zeros',     # start from the zero vector
+}
+
+# Where results go, and how the script behaves.
+results_dir = './results'
+download = 'ask'      # missing data/weights: 'ask' (on a terminal), 'yes', or 'no' (stop)
+overwrite = False     # True: redo reconstructions whose outputs already exist
+snapshot_every = 10   # snapshot period in iterations (0: none)
+batch_size = 1        # images optimised together (e.g. 24 on a GPU: figure 1 in one batch)
+device = None         # None: CUDA when present, else CPU; or 'cpu', 'cuda:1', ...
+
+
+if __name__ == '__main__':
+    run_script(ScriptConfig(
+        script_file=__file__, image_type=image_type, network=network,
+        subjects_list=subjects_list, rois_list=rois_list, image_label_list=image_label_list,
+        layers=layers, engine='icnn_dgn_gd', opts=opts, results_dir=results_dir,
+        download=download, overwrite=overwrite, snapshot_every=snapshot_every,
+        batch_size=batch_size, device=device))
