@@ -21,6 +21,10 @@ layers = ['conv1_1', 'conv1_2', 'conv2_1', 'conv2_2', 'conv3_1', 'conv3_2', 'con
     'conv3_4', 'conv4_1', 'conv4_2', 'conv4_3', 'conv4_4', 'conv5_1', 'conv5_2',
     'conv5_3', 'conv5_4', 'fc6', 'fc7', 'fc8']  # all conv and fc layers
 
+# Reconstruction algorithm: 'icnn_lbfgs' or 'icnn_gd' (pixels), 'icnn_dgn_gd' or
+# 'icnn_dgn_lbfgs' (generator input); opts are its keyword options.
+engine = 'icnn_lbfgs'
+
 # Reconstruction: pixel L-BFGS-B (icnn_torch.icnn_lbfgs) from the mean-colour image.
 maxiter = 200
 opts = {
@@ -40,9 +44,4 @@ device = None         # None: CUDA when present, else CPU; or 'cpu', 'cuda:1', .
 
 
 if __name__ == '__main__':
-    run_script(ScriptConfig(
-        script_file=__file__, image_type=image_type, network=network,
-        subjects_list=subjects_list, rois_list=rois_list, image_label_list=image_label_list,
-        layers=layers, engine='icnn_lbfgs', opts=opts, results_dir=results_dir,
-        download=download, overwrite=overwrite, snapshot_every=snapshot_every,
-        batch_size=batch_size, device=device))
+    run_script(ScriptConfig.from_constants(globals()))

@@ -94,6 +94,23 @@ class ScriptConfig:
     def script_name(self) -> str:
         return Path(self.script_file).stem
 
+    @classmethod
+    def from_constants(cls, constants: Mapping[str, Any]) -> "ScriptConfig":
+        """Build the configuration from a script's module-level constants (``globals()``).
+
+        Reads ``__file__`` and the constants named like the fields (``subjects_list``,
+        ``rois_list``, ``image_type``, ``image_label_list``, ``network``, ``layers`` or
+        ``layers_sets``, ``engine``, ``opts``, ``results_dir``, ``download``,
+        ``overwrite``, ``snapshot_every``, ``batch_size``, ``device``); others are ignored.
+        """
+        names = {f for f in cls.__dataclass_fields__ if f not in ("script_file", "extra")}
+        missing = [n for n in ("image_type", "network", "subjects_list", "rois_list",
+                               "image_label_list", "engine", "opts") if n not in constants]
+        if missing:
+            raise NameError(f"the script does not define {missing}")
+        return cls(script_file=constants["__file__"],
+                   **{n: constants[n] for n in names if n in constants})
+
 
 ITERATION_KEY = {"icnn_dgn_gd": "iter_n", "icnn_gd": "iter_n",
                  "icnn_lbfgs": "maxiter", "icnn_dgn_lbfgs": "maxiter"}
@@ -191,6 +208,12 @@ def run_script(cfg: ScriptConfig, argv: Sequence[str] | None = None) -> list[Pat
     from .models import load_generator, load_vgg19
 
     args = _parse_overrides(cfg, sys.argv[1:] if argv is None else argv)
+    if cfg.engine not in ITERATION_KEY:
+        raise SystemExit(f"unknown engine {cfg.engine!r}; choose from {sorted(ITERATION_KEY)}")
+    wrong = {"maxiter"} if ITERATION_KEY[cfg.engine] == "iter_n" else {"iter_n"}
+    if wrong & set(cfg.opts):
+        raise SystemExit(f"opts has {sorted(wrong & set(cfg.opts))}, which {cfg.engine} does not take; "
+                         f"it counts iterations with {ITERATION_KEY[cfg.engine]!r}")
     root = _root(cfg)
     data_dir, net_dir = root / cfg.data_dir, root / cfg.net_dir
     subjects = _split(args.subjects, cfg.subjects_list)
