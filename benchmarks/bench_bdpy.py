@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_bdpy.py [--quick] [--iters 8] [--repeats 4] [--json out.json]
+    python benchmarks/bench_bdpy.py [--quick] [--iters 6] [--repeats 5] [--threads N] [--json out.json]
 
 bdpy is installed only for the benchmark, into ``benchmarks/_out/bdpy`` (git-ignored), with
 ``pip install --target benchmarks/_out/bdpy --no-deps bdpy==0.26`` when missing; it is never
@@ -24,6 +24,12 @@ features of a random image, all 19 layers of script 1), the same layer weights
   generator, both with the original icnn_gd defaults: lr 2 -> 1e-10, momentum 0.9, decay
   0.2 -> 1e-10, gradient normalisation, Gaussian blur sigma 2 -> 0.5 after every step
   (bdpy ``blurring=True``; our blur equals scipy's filter), no jitter, same initial image.
+
+bdpy is run as a user gets it: its modules keep ``requires_grad=True`` (so it computes
+weight gradients every iteration) and its VGG19 always runs to fc8 (here the layer set ends at
+fc8 anyway). The ratio is sensitive to the C allocator: bdpy allocates (and glibc maps and
+page-faults) hundreds of MB of gradients per iteration, so glibc malloc tuning
+(``MALLOC_MMAP_THRESHOLD_`` etc.) speeds bdpy up far more than ours.
 
 A third contestant, the floor, is the bare frozen-weight computation of one iteration on
 the same tensors (see ``benchmarks/_common.py``).
