@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import scipy.io
 import torch
 from torch import Tensor
 
 from .features import net_device
+from .jobs import atomic_output
 from .reporting import Reporter, save_snapshots, snapshot_dirs
 from .targets import build_feature_loss
 
-__all__ = ["Setup", "setup", "initial_pixels", "to_rgb_images", "save_mat_atomic"]
+__all__ = ["Setup", "setup", "initial_pixels", "to_rgb_images", "save_mat_atomic",
+           "snapshot_writer", "snapshot_dirs"]
 
 
 class Setup:
@@ -74,13 +74,8 @@ def to_rgb_images(images: Tensor | np.ndarray, img_mean: np.ndarray) -> np.ndarr
 
 def save_mat_atomic(path: str, variables: dict) -> None:
     """scipy.io.savemat through a temp file and rename."""
-    tmp = f"{path}.tmp{os.getpid()}.mat"
-    try:
+    with atomic_output(path) as tmp:
         scipy.io.savemat(tmp, variables)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def snapshot_writer(dirs, every: int, img_mean: np.ndarray, offset: int):
@@ -95,5 +90,3 @@ def snapshot_writer(dirs, every: int, img_mean: np.ndarray, offset: int):
 
     return write
 
-
-__all__ += ["snapshot_writer", "snapshot_dirs"]

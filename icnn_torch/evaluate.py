@@ -69,6 +69,7 @@ import numpy as np
 import scipy.io
 from scipy.ndimage import gaussian_filter
 
+from icnn_torch.data import DEFAULT_NET_DIR, VGG19_CAFFEMODEL_RELPATH
 from icnn_torch.jobs import atomic_output
 
 if TYPE_CHECKING:
@@ -120,7 +121,7 @@ STIMULUS_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".JPEG", ".tif"
 DEFAULT_FEATURE_LAYERS: tuple[str, ...] = ("conv3_4", "fc7")
 
 #: Where the scripts read the VGG19 weights (relative to the project root).
-DEFAULT_VGG19_PATH = Path("net/VGG_ILSVRC_19_layers/VGG_ILSVRC_19_layers.caffemodel")
+DEFAULT_VGG19_PATH = Path(DEFAULT_NET_DIR) / VGG19_CAFFEMODEL_RELPATH
 
 RECON_FORMS = ("clip", "raw", "normalized")
 

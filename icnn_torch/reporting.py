@@ -23,6 +23,7 @@ import PIL.Image
 import torch
 from torch import Tensor
 
+from .jobs import atomic_output
 from .utils import img_deprocess, normalise_img
 
 __all__ = ["Reporter", "save_image_atomic", "snapshot_dirs"]
@@ -30,14 +31,8 @@ __all__ = ["Reporter", "save_image_atomic", "snapshot_dirs"]
 
 def save_image_atomic(img_uint8: np.ndarray, path: str) -> None:
     """Write an HxWx3 uint8 image (format from the suffix) via a temp file and rename."""
-    folder, base = os.path.split(path)
-    tmp = os.path.join(folder, f".{base}.tmp{os.getpid()}")
-    try:
+    with atomic_output(path) as tmp:
         PIL.Image.fromarray(img_uint8).save(tmp, format=_format(path))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _format(path: str) -> str:
