@@ -25,36 +25,44 @@ from torch import Tensor
 __all__ = ["LOSS_TYPES", "FeatureLoss", "layer_loss"]
 
 
-def _l2(f: Tensor, t: Tensor, m: Tensor) -> Tensor:
+# ``m`` is a float mask broadcastable to the features, or None for "every unit": skipping
+# the multiplication by an all-ones mask saves a full pass over each feature map.
+
+def _masked(x: Tensor, m: Tensor | None) -> Tensor:
+    return x if m is None else x * m
+
+
+def _l2(f: Tensor, t: Tensor, m: Tensor | None) -> Tensor:
     d = f - t
-    return (d * d * m).flatten(1).sum(1)
+    return _masked(d * d, m).flatten(1).sum(1)
 
 
-def _l1(f: Tensor, t: Tensor, m: Tensor) -> Tensor:
-    return ((f - t) * m).abs().flatten(1).sum(1)
+def _l1(f: Tensor, t: Tensor, m: Tensor | None) -> Tensor:
+    return _masked(f - t, m).abs().flatten(1).sum(1)
 
 
-def _inner(f: Tensor, t: Tensor, m: Tensor) -> Tensor:
-    return -(f * t * m).flatten(1).sum(1)
+def _inner(f: Tensor, t: Tensor, m: Tensor | None) -> Tensor:
+    return -_masked(f * t, m).flatten(1).sum(1)
 
 
-def _gram(f: Tensor, t: Tensor, m: Tensor) -> Tensor:
+def _gram(f: Tensor, t: Tensor, m: Tensor | None) -> Tensor:
     if f.dim() != 4:
         raise ValueError(f"the gram loss needs (N, C, H, W) features, got {tuple(f.shape)}")
     n_ch, n_pos = f.shape[1], f.shape[2] * f.shape[3]
-    fm = (f * m).flatten(2)
-    tm = (t * m).flatten(2)
+    fm = _masked(f, m).flatten(2)
+    tm = _masked(t, m).flatten(2)
     diff = fm @ fm.transpose(1, 2) - tm @ tm.transpose(1, 2)
     return (diff * diff).flatten(1).sum(1) / (4.0 * n_ch ** 2 * n_pos ** 2)
 
 
-LOSS_TYPES: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {
+LOSS_TYPES: dict[str, Callable[[Tensor, Tensor, Tensor | None], Tensor]] = {
     "l2": _l2, "l1": _l1, "inner": _inner, "gram": _gram,
 }
 
 
-def layer_loss(loss_type: str, feat: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-    """Per-image loss (N,) of one layer; ``feat``/``target`` (N, ...), ``mask`` broadcastable."""
+def layer_loss(loss_type: str, feat: Tensor, target: Tensor, mask: Tensor | None) -> Tensor:
+    """Per-image loss (N,) of one layer; ``feat``/``target`` (N, ...), ``mask`` broadcastable
+    (None: all units)."""
     try:
         fn = LOSS_TYPES[loss_type]
     except KeyError:
@@ -72,8 +80,8 @@ class FeatureLoss:
         Layer names in network order.
     targets : dict of str to Tensor
         Per layer, (B, *feature_shape) target features.
-    masks : dict of str to Tensor
-        Per layer, a float mask broadcastable to (B, *feature_shape).
+    masks : dict of str to (Tensor or None)
+        Per layer, a float mask broadcastable to (B, *feature_shape); None uses every unit.
     weights : Tensor, shape (B, L)
         Layer weights per image, columns in ``layers`` order.
     loss_type : str
@@ -82,7 +90,7 @@ class FeatureLoss:
 
     layers: list[str]
     targets: dict[str, Tensor]
-    masks: dict[str, Tensor]
+    masks: dict[str, Tensor | None]
     weights: Tensor
     loss_type: str = "l2"
 
@@ -109,8 +117,8 @@ class FeatureLoss:
         idx = [index] if isinstance(index, int) else list(index)
         take = torch.as_tensor(idx, device=self.weights.device)
 
-        def pick(t: Tensor) -> Tensor:
-            return t.index_select(0, take) if t.shape[0] > 1 else t
+        def pick(t: Tensor | None) -> Tensor | None:
+            return t.index_select(0, take) if t is not None and t.shape[0] > 1 else t
 
         return FeatureLoss(self.layers, {k: v.index_select(0, take) for k, v in self.targets.items()},
                            {k: pick(v) for k, v in self.masks.items()},

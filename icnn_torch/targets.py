@@ -130,7 +130,7 @@ def build_feature_loss(features, net, device: torch.device, layer_weight=None, c
     loss = FeatureLoss(
         layers=layers,
         targets={n: torch.tensor(np.ascontiguousarray(a)).to(**to) for n, a in targets.items()},
-        masks={n: torch.as_tensor(m).to(**to) for n, m in masks.items()},
+        masks={n: None if np.all(m == 1) else torch.as_tensor(m).to(**to) for n, m in masks.items()},
         weights=torch.as_tensor(weights).to(**to),
         loss_type=loss_type,
     )

@@ -220,7 +220,7 @@ def test_gradient_of_total_loss_through_net_matches_finite_differences(loss_type
                                         loss_type=loss_type)
     objective = FeatureLoss(objective32.layers,
                             {n: t.double() for n, t in objective32.targets.items()},
-                            {n: m.double() for n, m in objective32.masks.items()},
+                            {n: None if m is None else m.double() for n, m in objective32.masks.items()},
                             objective32.weights.double(), loss_type)
 
     def total(x: torch.Tensor) -> torch.Tensor:
