@@ -21,8 +21,9 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
-__all__ = ["LOSS_TYPES", "FeatureLoss", "layer_loss"]
+__all__ = ["LOSS_TYPES", "FeatureLoss", "layer_loss", "weighted_l2"]
 
 
 # ``m`` is a float mask broadcastable to the features, or None for "every unit": skipping
@@ -53,6 +54,43 @@ def _gram(f: Tensor, t: Tensor, m: Tensor | None) -> Tensor:
     tm = _masked(t, m).flatten(2)
     diff = fm @ fm.transpose(1, 2) - tm @ tm.transpose(1, 2)
     return (diff * diff).flatten(1).sum(1) / (4.0 * n_ch ** 2 * n_pos ** 2)
+
+
+class _WeightedL2(torch.autograd.Function):
+    """``w_b * sum(mask * (f - t)**2)`` per image b, with a hand-written backward.
+
+    Autograd's version of the same expression keeps ``d`` twice, multiplies the incoming
+    gradient into it twice and adds the halves; here the gradient ``2 * w_b * g_b * mask * d``
+    is one in-place multiplication of the saved difference (so the graph can be
+    differentiated once only: a second backward raises autograd's "modified by an inplace
+    operation" error instead of returning a wrong gradient).
+    """
+
+    @staticmethod
+    def forward(ctx, feat: Tensor, target: Tensor, mask: Tensor | None, weight: Tensor) -> Tensor:
+        d = feat - target
+        dm = d if mask is None else d * mask
+        # Pairwise float32 summation (as numpy's), not a dot product: the loss value steers
+        # L-BFGS-B's line search, whose relative tolerance is ~2e-9.
+        per_image = (dm * d).flatten(1).sum(1)
+        ctx.save_for_backward(dm, weight)
+        return weight * per_image
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):
+        dm, weight = ctx.saved_tensors
+        scale = (2.0 * grad * weight).view(-1, *([1] * (dm.dim() - 1)))
+        return dm.mul_(scale), None, None, None
+
+
+def weighted_l2(feat: Tensor, target: Tensor, mask: Tensor | None, weight: Tensor) -> Tensor:
+    """``weight * l2(feat, target, mask)`` per image, shape (B,), with a fused backward.
+
+    ``feat``/``target`` (B, ...), ``mask`` broadcastable to them or None (every unit),
+    ``weight`` (B,). Equal to ``weight * LOSS_TYPES["l2"](feat, target, mask)``.
+    """
+    return _WeightedL2.apply(feat, target, mask, weight)
 
 
 LOSS_TYPES: dict[str, Callable[[Tensor, Tensor, Tensor | None], Tensor]] = {
@@ -107,10 +145,30 @@ class FeatureLoss:
         fn = LOSS_TYPES[self.loss_type]
         total = None
         for j, name in enumerate(self.layers):
-            feat = feats[name]
-            term = self.weights[:, j] * fn(feat, self.targets[name], self.masks[name])
+            feat, weight = feats[name], self.weights[:, j]
+            target, mask = self._in_layout_of(name, feat)
+            if self.loss_type == "l2" and feat.requires_grad:
+                term = weighted_l2(feat, target, mask, weight)
+            else:
+                term = weight * fn(feat, target, mask)
             total = term if total is None else total + term
         return total
+
+    def _in_layout_of(self, name: str, feat: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Target and mask of ``name`` in the memory layout of ``feat``.
+
+        A channels-last encoder (``net.to(memory_format=torch.channels_last)``) gives
+        channels-last features; element-wise work on operands of two layouts is several
+        times slower, so the targets (and full-size masks) follow the features, once.
+        """
+        target, mask = self.targets[name], self.masks[name]
+        cl = torch.channels_last
+        if feat.dim() == 4 and not feat.is_contiguous() and feat.is_contiguous(memory_format=cl) \
+                and not target.is_contiguous(memory_format=cl):
+            target = self.targets[name] = target.contiguous(memory_format=cl)
+            if mask is not None and mask.dim() == 4:
+                mask = self.masks[name] = mask.contiguous(memory_format=cl)
+        return target, mask
 
     def select(self, index: int | Sequence[int]) -> "FeatureLoss":
         """The objective of a subset of the batch (e.g. one image for L-BFGS)."""

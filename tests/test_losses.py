@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from _engine_helpers import tiny_encoder
-from icnn_torch.losses import LOSS_TYPES, FeatureLoss
+from icnn_torch.losses import LOSS_TYPES, FeatureLoss, weighted_l2
 from icnn_torch.optim_gd import Schedule
 from icnn_torch.targets import build_feature_loss
 
@@ -268,3 +268,51 @@ def test_linear_schedule_never_reaches_its_end_value():
     assert values[0] == 2.0
     assert values[-1] == pytest.approx(2.0 / n, rel=1e-6)  # one step short of the end
     assert values.min() > 1e-10
+
+
+def test_fused_l2_backward_matches_autograd_and_refuses_a_second_backward(device):
+    """The hand-written l2 backward equals autograd's; its in-place gradient is used once."""
+    rng = np.random.default_rng(30)
+    feat = torch.tensor(rng.normal(size=(2, 8, 5, 5)), dtype=torch.float32, device=device)
+    target = torch.tensor(rng.normal(size=(2, 8, 5, 5)), dtype=torch.float32, device=device)
+    mask = torch.tensor(rng.uniform(size=(1, 8, 5, 5)) > 0.4, dtype=torch.float32, device=device)
+    weight = torch.tensor([0.3, 2.0], device=device)
+    upstream = torch.tensor([1.5, -0.5], device=device)
+    for m in (None, mask):
+        leaf = feat.clone().requires_grad_(True)
+        (fused,) = torch.autograd.grad(weighted_l2(leaf, target, m, weight), leaf, upstream)
+        leaf2 = feat.clone().requires_grad_(True)
+        plain = weight * LOSS_TYPES["l2"](leaf2, target, m)
+        (ref,) = torch.autograd.grad(plain, leaf2, upstream)
+        torch.testing.assert_close(fused, ref, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(weighted_l2(feat, target, m, weight), plain.detach())
+    leaf = feat.clone().requires_grad_(True)
+    loss = weighted_l2(leaf, target, None, weight).sum()
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="inplace"):
+        loss.backward()
+
+
+def test_channels_last_features_give_the_same_loss_and_gradient(device):
+    """A channels-last encoder's features: targets follow their layout, results unchanged."""
+    rng = np.random.default_rng(31)
+    net = tiny_encoder(device, size=SIZE)
+    target, feats = random_feats(rng), random_feats(rng)
+    mask = {"c1": (rng.uniform(size=SHAPES["c1"]) > 0.5).astype(np.float32)}
+    results = []
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        objective, _ = build_feature_loss(target, net, device, mask=mask)
+        leaves = {n: torch.tensor(v[None], device=device) for n, v in feats.items()}
+        leaves = {n: (v.contiguous(memory_format=fmt) if v.dim() == 4 else v).requires_grad_(True)
+                  for n, v in leaves.items()}
+        loss = objective(leaves)
+        grads = torch.autograd.grad(loss.sum(), list(leaves.values()))
+        results.append((loss.detach(), grads))
+        if fmt is torch.channels_last:
+            for name in ("c1", "c2"):
+                assert objective.targets[name].is_contiguous(memory_format=torch.channels_last)
+                assert grads[list(leaves).index(name)].is_contiguous(memory_format=torch.channels_last)
+            assert objective.masks["c1"].is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-6, atol=0)
+    for g_cl, g in zip(results[1][1], results[0][1]):
+        torch.testing.assert_close(g_cl, g, rtol=1e-6, atol=1e-6)
