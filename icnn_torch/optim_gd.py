@@ -12,7 +12,9 @@ generator inputs), each image independent of the others:
 6. ``v = (1 - decay) * v``; ``hooks.finish`` (blur, or clipping to bounds).
 
 Schedules are linear: ``value(t) = start + t * (end - start) / iter_n`` (never reaching
-``end``).
+``end``). On CUDA the loop computes in full float32, without TF32
+(:func:`icnn_torch.perf.full_float32`), and never waits for the device: losses stay on
+it until a line is printed late (:class:`icnn_torch.reporting.Reporter`) or the loop ends.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch
 from torch import Tensor
 
 from .losses import FeatureLoss
+from .perf import full_float32
 from .reporting import Reporter
 
 __all__ = ["Schedule", "GDHooks", "run_momentum_gd", "normalise_per_image"]
@@ -98,6 +101,13 @@ def run_momentum_gd(v0: Tensor, render: Callable[[Tensor], Tensor], objective: F
         E.g. snapshot writing.
     """
     hooks = hooks or GDHooks()
+    with full_float32(v0.device):
+        return _gd_loop(v0, render, objective, net, iter_n, lr, momentum, decay, grad_normalize,
+                        hooks, reporter, on_iteration)
+
+
+def _gd_loop(v0, render, objective, net, iter_n, lr, momentum, decay, grad_normalize, hooks,
+             reporter, on_iteration) -> GDResult:
     layers = objective.layers
     v = v0.detach().clone()
     delta = torch.zeros_like(v)

@@ -10,7 +10,8 @@ with snapshots in ``snapshots/image-<label>/`` there and ``options.pkl`` at
 Beyond the original: missing files are downloaded after a prompt (or with ``--yes``);
 reconstructions whose outputs exist are skipped (``--force`` redoes them); every output
 is written to a temporary name and renamed; jobs are split across ranks under
-``torchrun`` or a SLURM array; GD engines can run several images as one batch.
+``torchrun`` or a SLURM array; GD engines can run several images as one batch; CPU runs
+keep freed memory for reuse (:func:`icnn_torch.perf.retain_freed_memory`).
 
 Every script accepts the same command-line overrides (``python <script> --help``), meant
 for quick checks and cluster use; the constants at the top of the script stay the
@@ -203,7 +204,7 @@ def run_script(cfg: ScriptConfig, argv: Sequence[str] | None = None) -> list[Pat
     """
     import torch
 
-    from . import data, download, icnn_dgn_gd, icnn_dgn_lbfgs, icnn_gd, icnn_lbfgs
+    from . import data, download, icnn_dgn_gd, icnn_dgn_lbfgs, icnn_gd, icnn_lbfgs, perf
     from .jobs import device_for_rank, make_jobs, rank_info, split_jobs
     from .models import load_generator, load_vgg19
 
@@ -244,6 +245,8 @@ def run_script(cfg: ScriptConfig, argv: Sequence[str] | None = None) -> list[Pat
         device = torch.device(args.device or cfg.device)
     else:
         device = device_for_rank(local_rank)
+    if device.type == "cpu":
+        perf.retain_freed_memory()  # no page faults per iteration (see icnn_torch.perf)
     img_mean, mean_source = data.load_image_mean(data.image_mean_path(data_dir))
     print(mean_source)
     variant = "leaky" if cfg.network == "VGG19_leaky" else "relu"
