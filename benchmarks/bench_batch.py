@@ -35,7 +35,7 @@ from _common import (ALL_19_LAYERS, IterationClock, OtherCpuLoad, build_models, 
                      fc7_like_upper_bound, layer_weights, machine_info, md_table, median,
                      random_caffe_images, true_features, write_json)
 
-from icnn_torch import icnn_dgn_gd  # noqa: E402
+from icnn_torch import icnn_dgn_gd, perf  # noqa: E402
 
 CPU_BATCHES = (1, 8)
 CUDA_BATCHES = (1, 8, 24, 64)
@@ -110,10 +110,13 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=None, help="interleaved repeats (default 2)")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch.set_num_threads (default: torch's, one per core)")
+    ap.add_argument("--malloc", choices=("default", "retain"), default="default",
+                    help="retain: icnn_torch.perf.retain_freed_memory() first (as the scripts on CPU)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    malloc_applied = perf.retain_freed_memory() if args.malloc == "retain" else False
     n_iter = args.iters or (3 if args.quick else 4)
     repeats = args.repeats or (1 if args.quick else 2)
     rows = []
@@ -125,7 +128,7 @@ def main(argv=None) -> int:
     else:
         cuda_note = "CUDA not available: batch 1, 8, 24, 64 images/s on GPU skipped"
     print(f"Batched icnn_dgn_gd (VGG19 19 layers + generator), {n_iter} iterations x {repeats} "
-          "repeats, median; first iteration of each run dropped")
+          f"repeats, median; first iteration of each run dropped; malloc {args.malloc}")
     print(table(rows))
     if cuda_note:
         print(cuda_note)
@@ -133,6 +136,7 @@ def main(argv=None) -> int:
         print(f"other processes kept {load.cores:.2f} cores busy during the CPU runs")
     if args.json:
         write_json(args.json, {"bench": "batch", "machine": machine_info(), "rows": rows,
+                               "malloc": args.malloc, "malloc_applied": malloc_applied,
                                "cuda_note": cuda_note, "other_cpu_cores": load.cores})
     return 0
 

@@ -28,8 +28,9 @@ features of a random image, all 19 layers of script 1), the same layer weights
 bdpy is run as a user gets it: its modules keep ``requires_grad=True`` (so it computes
 weight gradients every iteration) and its VGG19 always runs to fc8 (here the layer set ends at
 fc8 anyway). The ratio is sensitive to the C allocator: bdpy allocates (and glibc maps and
-page-faults) hundreds of MB of gradients per iteration, so glibc malloc tuning
-(``MALLOC_MMAP_THRESHOLD_`` etc.) speeds bdpy up far more than ours.
+page-faults) hundreds of MB of gradients per iteration. ``--malloc retain`` calls
+:func:`icnn_torch.perf.retain_freed_memory` before anything runs: the setting is
+process-wide, so bdpy and the floor get it too and the comparison stays like for like.
 
 A third contestant, the floor, is the bare frozen-weight computation of one iteration on
 the same tensors (see ``benchmarks/_common.py``).
@@ -67,7 +68,7 @@ from _common import (ALL_19_LAYERS, OUT_DIR, Floor, IterationClock, OtherCpuLoad
                      build_models, fc7_like_upper_bound, fmt_s, layer_weights, machine_info,
                      md_table, median, random_caffe_images, true_features, write_json)
 
-from icnn_torch import icnn_dgn_gd, icnn_gd  # noqa: E402
+from icnn_torch import icnn_dgn_gd, icnn_gd, perf  # noqa: E402
 from icnn_torch.models import _VGG19_TORCHVISION_KEYS  # noqa: E402
 
 BDPY_VERSION = "0.26"
@@ -316,10 +317,14 @@ def main(argv=None) -> int:
     ap.add_argument("--configs", default="dgn,pixel_gd")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch.set_num_threads for both (default: torch's, one per core)")
+    ap.add_argument("--malloc", choices=("default", "retain"), default="default",
+                    help="retain: icnn_torch.perf.retain_freed_memory() first; it applies to the "
+                         "whole process, so to bdpy and the floor too")
     ap.add_argument("--json", default=None, help="write the results to this JSON file")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    malloc_applied = perf.retain_freed_memory() if args.malloc == "retain" else False
     n_iter = args.iters or (4 if args.quick else 6)
     repeats = args.repeats or (2 if args.quick else 5)
     OUT_DIR.mkdir(parents=True, exist_ok=True)
@@ -336,11 +341,11 @@ def main(argv=None) -> int:
         results[-1]["other_cpu_cores"] = load.cores
         print(f"{config}: done", file=sys.stderr, flush=True)
     out = {"bench": "bdpy", "bdpy_version": version, "machine": machine_info(), "results": results,
-           "threads": torch.get_num_threads(),
+           "threads": torch.get_num_threads(), "malloc": args.malloc, "malloc_applied": malloc_applied,
            "goal_bdpy_over_ours": SPEED_GOAL, "descriptions": DESCRIPTIONS}
     print(f"bdpy {version} vs icnn_torch, CPU, {n_iter} iterations x {repeats} interleaved repeats "
           f"(s/iteration, first iteration of each run dropped); torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
+          f"{torch.get_num_threads()} threads, malloc {args.malloc} (all contestants)")
     print(table(results))
     for r in results:
         print(f"- {r['config']}: {DESCRIPTIONS[r['config']]}; {notes(r)}")

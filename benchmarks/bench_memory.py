@@ -20,6 +20,10 @@ figures are that reconstruction's alone:
   reset before the run via ``/proc/self/clear_refs`` when the kernel allows);
 - the resident set at a few iterations, to show that memory does not grow with them.
 
+``--malloc retain`` (the default: what the figure scripts do on the CPU) calls
+:func:`icnn_torch.perf.retain_freed_memory` first, so freed memory stays in the process;
+``--malloc default`` keeps glibc's own behaviour.
+
 Goal of issue 5: peak total < 2.5 GB (2.5e9 bytes).
 """
 
@@ -58,8 +62,10 @@ def _weights_files() -> tuple[Path, Path]:
     return vgg_pt, gen_pt
 
 
-def child(iters: int, init: str, vgg_pt: str | None, gen_pt: str | None) -> dict:
+def child(iters: int, init: str, vgg_pt: str | None, gen_pt: str | None, malloc: str) -> dict:
     """Run in a fresh process: build, reconstruct, report memory (KiB -> MiB)."""
+    from icnn_torch import perf
+    malloc_applied = perf.retain_freed_memory() if malloc == "retain" else False
     from _common import (ALL_19_LAYERS, build_models, fc7_like_upper_bound, layer_weights,
                          random_caffe_images, reset_peak, status_kib, true_features)
     import numpy as np
@@ -107,6 +113,7 @@ def child(iters: int, init: str, vgg_pt: str | None, gen_pt: str | None) -> dict
     peak_total = max(peak_before_run, peak_run, maxrss)
     return {
         "iters": iters, "init": init, "torch_threads": torch.get_num_threads(),
+        "malloc": malloc, "malloc_applied": malloc_applied,
         "rss_after_imports_mib": rss_imports / 1024, "rss_after_models_mib": rss_models / 1024,
         "baseline_mib": baseline / 1024, "peak_before_run_mib": peak_before_run / 1024,
         "peak_run_mib": peak_run / 1024, "ru_maxrss_mib": maxrss / 1024,
@@ -140,6 +147,9 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="smoke run: 5 iterations")
     ap.add_argument("--iters", type=int, default=None, help="iterations (default 200, script 1's)")
     ap.add_argument("--init", choices=("file", "random"), default="file")
+    ap.add_argument("--malloc", choices=("default", "retain"), default="retain",
+                    help="retain (default, what the figure scripts do on CPU): "
+                         "icnn_torch.perf.retain_freed_memory() first; default: glibc's own")
     ap.add_argument("--json", default=None)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--vgg-pt", default=None, help=argparse.SUPPRESS)
@@ -147,9 +157,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     iters = args.iters or (5 if args.quick else 200)
     if args.child:
-        print("RESULT " + json.dumps(child(iters, args.init, args.vgg_pt, args.gen_pt)), flush=True)
+        print("RESULT " + json.dumps(child(iters, args.init, args.vgg_pt, args.gen_pt, args.malloc)),
+              flush=True)
         return 0
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", "--iters", str(iters), "--init", args.init]
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", "--iters", str(iters), "--init", args.init,
+           "--malloc", args.malloc]
     if args.init == "file":
         vgg_pt, gen_pt = _weights_files()
         cmd += ["--vgg-pt", str(vgg_pt), "--gen-pt", str(gen_pt)]
@@ -160,7 +172,8 @@ def main(argv=None) -> int:
         raise SystemExit(f"memory child failed (exit {proc.returncode})")
     result = json.loads(lines[-1][len("RESULT "):])
     out = {"bench": "memory", "machine": machine_info(), "result": result, "goal_bytes": GOAL_BYTES}
-    print(f"Peak memory of one DGN reconstruction ({iters} iterations, fresh process, CPU)")
+    print(f"Peak memory of one DGN reconstruction ({iters} iterations, fresh process, CPU, "
+          f"malloc {args.malloc})")
     print(table(result))
     if args.json:
         write_json(args.json, out)

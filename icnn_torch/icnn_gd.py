@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import torch
 
 from . import _engine
 from .optim_gd import Schedule, run_momentum_gd

@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
-import numpy as np
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable

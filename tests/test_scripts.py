@@ -24,7 +24,6 @@ import PIL.Image
 import pytest
 import scipy.io
 import scipy.ndimage
-import torch
 
 from icnn_torch import data
 from icnn_torch.models import VGG19_LAYERS, load_vgg19
