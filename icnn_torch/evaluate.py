@@ -585,7 +585,6 @@ def feature_identification(recons: np.ndarray, stimuli: np.ndarray, net,
     dict of str to ndarray, shape (N,)
         Identification accuracy per layer (see :func:`pairwise_identification`).
     """
-
     recons = np.asarray(recons, dtype=np.float64)
     stimuli = np.asarray(stimuli, dtype=np.float64)
     if recons.shape != stimuli.shape:

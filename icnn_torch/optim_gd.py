@@ -101,44 +101,38 @@ def run_momentum_gd(v0: Tensor, render: Callable[[Tensor], Tensor], objective: F
         E.g. snapshot writing.
     """
     hooks = hooks or GDHooks()
-    with full_float32(v0.device):
-        return _gd_loop(v0, render, objective, net, iter_n, lr, momentum, decay, grad_normalize,
-                        hooks, reporter, on_iteration)
-
-
-def _gd_loop(v0, render, objective, net, iter_n, lr, momentum, decay, grad_normalize, hooks,
-             reporter, on_iteration) -> GDResult:
     layers = objective.layers
     v = v0.detach().clone()
     delta = torch.zeros_like(v)
     last_v = v
     image = None
-    for t in range(iter_n):
-        v, delta = hooks.before(t, v, delta)
-        v_req = v.detach().requires_grad_(True)
-        with torch.enable_grad():
-            image = render(v_req)
-            loss = objective(net(image, layers))
-            (grad,) = torch.autograd.grad(loss.sum(), v_req)
-        last_v = v
-        image = image.detach()
-        err = loss.detach()
-        if grad_normalize:
-            grad = normalise_per_image(grad)
-        delta = delta * momentum(t) + grad
-        reg = hooks.regularise(t, v)
-        if reg is not None:
-            reg_loss, reg_grad = reg
-            err = err + reg_loss
-            delta = delta + reg_grad
-        v = v - lr(t) * delta
-        v, delta = hooks.after_step(t, v, delta, grad)
-        v = v * (1.0 - decay(t))
-        v = hooks.finish(t, v)
-        if reporter is not None:
-            reporter.record(err)
-            reporter.show(t + 1, err)
-        if on_iteration is not None:
-            on_iteration(t, v, image)
+    with full_float32(v0.device):
+        for t in range(iter_n):
+            v, delta = hooks.before(t, v, delta)
+            v_req = v.detach().requires_grad_(True)
+            with torch.enable_grad():
+                image = render(v_req)
+                loss = objective(net(image, layers))
+                (grad,) = torch.autograd.grad(loss.sum(), v_req)
+            last_v = v
+            image = image.detach()
+            err = loss.detach()
+            if grad_normalize:
+                grad = normalise_per_image(grad)
+            delta = delta * momentum(t) + grad
+            reg = hooks.regularise(t, v)
+            if reg is not None:
+                reg_loss, reg_grad = reg
+                err = err + reg_loss
+                delta = delta + reg_grad
+            v = v - lr(t) * delta
+            v, delta = hooks.after_step(t, v, delta, grad)
+            v = v * (1.0 - decay(t))
+            v = hooks.finish(t, v)
+            if reporter is not None:
+                reporter.record(err)
+                reporter.show(t + 1, err)
+            if on_iteration is not None:
+                on_iteration(t, v, image)
     losses = reporter.losses() if reporter is not None else None
     return GDResult(variable=v, last_variable=last_v, last_image=image, losses=losses)

@@ -169,7 +169,6 @@ class Reporter:
                  device: torch.device, *, start_copy: _StartCopy | None = None) -> None:
         self.total = int(total)
         self.batch = batch
-        self.device = device
         self._losses: list[Tensor] = []
         self._pending: deque[_Pending] = deque()
         self._start_copy: _StartCopy = _start_host_copy if start_copy is None else start_copy
