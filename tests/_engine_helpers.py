@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -62,6 +63,12 @@ def pixel_correlation(a: np.ndarray, b: np.ndarray) -> float:
     a = a - a.mean()
     b = b - b.mean()
     return float(a @ b / np.sqrt((a @ a) * (b @ b)))
+
+
+def random_rgb(seed: int, size: int = 32, batch: int | None = None) -> np.ndarray:
+    """Uniform random RGB 0..255 image(s), (size, size, 3) or (batch, size, size, 3), float32."""
+    shape = (size, size, 3) if batch is None else (batch, size, size, 3)
+    return np.random.default_rng(seed).uniform(0, 255, shape).astype(np.float32)
 
 
 def mean_colour_image(img_mean_bgr, size: int = 224) -> np.ndarray:
@@ -136,14 +143,19 @@ def draw_latent(upper: np.ndarray, rng: np.random.Generator, n: int | None = Non
 
 
 class CountingEncoder:
-    """Wrap an encoder and count its forward passes that build a graph (evaluations)."""
+    """Wrap an encoder and count its forward passes that build a graph (evaluations).
 
-    def __init__(self, net) -> None:
+    ``on_graph_call``, when given, is called (no arguments) before each such pass, e.g. to
+    record some global state as the engine's loop sees it.
+    """
+
+    def __init__(self, net, on_graph_call: Callable[[], None] | None = None) -> None:
         self.net = net
         self.layer_names = net.layer_names
         self.img_mean = net.img_mean
         self.input_size = net.input_size
         self.graph_calls = 0
+        self.on_graph_call = on_graph_call
 
     def parameters(self):
         return self.net.parameters()
@@ -151,6 +163,8 @@ class CountingEncoder:
     def __call__(self, x, layers=None):
         if torch.is_grad_enabled():
             self.graph_calls += 1
+            if self.on_graph_call is not None:
+                self.on_graph_call()
         return self.net(x, layers)
 
 

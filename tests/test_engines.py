@@ -24,7 +24,8 @@ import torch
 from PIL import Image
 
 from _engine_helpers import (CountingEncoder, RecordingGenerator, draw_latent, encoder_features,
-                             fc7_upper_bounds, generator_image, random_generator, tiny_encoder)
+                             fc7_upper_bounds, generator_image, random_generator, random_rgb,
+                             tiny_encoder)
 from icnn_torch import icnn_dgn_gd, icnn_dgn_lbfgs, icnn_gd, icnn_lbfgs
 from icnn_torch.models import center_crop
 from icnn_torch.param import gaussian_blur_torch
@@ -40,11 +41,6 @@ E_K2 = float(np.mean(np.arange(256.0) ** 2))  # E[k^2], k uniform on 0..255
 def true_targets(net, rgb: np.ndarray, layers=("c1", "c2", "fc")) -> dict:
     """Features (no batch axis) of an RGB 0..255 image, computed directly with the net."""
     return encoder_features(net, rgb, layers)
-
-
-def random_rgb(seed: int, size: int = SIZE, batch: int | None = None) -> np.ndarray:
-    shape = (size, size, 3) if batch is None else (batch, size, size, 3)
-    return np.random.default_rng(seed).uniform(0, 255, shape).astype(np.float32)
 
 
 def l2_objective(net, targets: dict, weights: dict):

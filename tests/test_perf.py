@@ -9,7 +9,6 @@
 - nets converted to channels-last memory format reconstruct the same images.
 """
 
-
 from __future__ import annotations
 
 import copy
@@ -22,31 +21,12 @@ import numpy as np
 import pytest
 import torch
 
-from _engine_helpers import (draw_latent, encoder_features, fc7_upper_bounds,
-                             generator_image, mean_colour_image, random_generator, random_vgg19,
-                             sample_photo, tiny_encoder)
+from _engine_helpers import (CountingEncoder, draw_latent, encoder_features, fc7_upper_bounds,
+                             generator_image, mean_colour_image, random_generator, random_rgb,
+                             random_vgg19, sample_photo, tiny_encoder)
 from icnn_torch import icnn_dgn_gd, icnn_gd, icnn_lbfgs
 from icnn_torch.param import GeneratorRender
 from icnn_torch.targets import build_feature_loss
-
-
-def random_rgb(seed: int, size: int = 32) -> np.ndarray:
-    return np.random.default_rng(seed).uniform(0, 255, (size, size, 3)).astype(np.float32)
-
-
-class _Callable:
-    """An encoder whose forward is ``fn`` (for recording state at each forward)."""
-
-    def __init__(self, fn, net) -> None:
-        self.fn = fn
-        self.layer_names, self.img_mean, self.input_size = net.layer_names, net.img_mean, net.input_size
-        self._net = net
-
-    def parameters(self):
-        return self._net.parameters()
-
-    def __call__(self, x, layers=None):
-        return self.fn(x, layers)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -126,16 +106,11 @@ def test_cuda_engine_loops_run_without_tf32(device):
     from icnn_torch.perf import _tf32_switches
     net = tiny_encoder(device)
     seen = []
-
-    def recording(x, layers=None):
-        if torch.is_grad_enabled():  # the loop's evaluations, not the shape probe
-            seen.append(_tf32_state())
-        return net(x, layers)
-
+    encoder = CountingEncoder(net, on_graph_call=lambda: seen.append(_tf32_state()))
     feats = encoder_features(net, random_rgb(1), ["c1", "fc"])
     before = _tf32_state()
-    icnn_gd.reconstruct_image(feats, _Callable(recording, net), iter_n=2, disp_every=0)
-    icnn_lbfgs.reconstruct_image(feats, _Callable(recording, net), maxiter=2, disp=0)
+    icnn_gd.reconstruct_image(feats, encoder, iter_n=2, disp_every=0)
+    icnn_lbfgs.reconstruct_image(feats, encoder, maxiter=2, disp=0)
     expected = [v for _, _, v in _tf32_switches()] if device.type == "cuda" else before
     assert len(seen) >= 4 and all(state == expected for state in seen)
     assert _tf32_state() == before
@@ -149,14 +124,13 @@ def test_lbfgs_runs_scipy_with_one_blas_thread_and_restores_it(device):
     feats = encoder_features(net, random_rgb(2), ["c1", "fc"])
     inside = []
 
-    def recording(x, layers=None):
-        if torch.is_grad_enabled():
-            inside.append([p["num_threads"] for p in threadpoolctl.threadpool_info()
-                           if p["user_api"] == "blas"])
-        return net(x, layers)
+    def record_blas_threads():
+        inside.append([p["num_threads"] for p in threadpoolctl.threadpool_info()
+                       if p["user_api"] == "blas"])
 
     before = [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
-    icnn_lbfgs.reconstruct_image(feats, _Callable(recording, net), maxiter=2, disp=0)
+    icnn_lbfgs.reconstruct_image(feats, CountingEncoder(net, on_graph_call=record_blas_threads),
+                                 maxiter=2, disp=0)
     assert inside and all(all(n == 1 for n in threads) for threads in inside)
     assert [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"] == before
 
