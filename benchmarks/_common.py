@@ -274,6 +274,26 @@ class OtherCpuLoad:
 
 
 # ---------------------------------------------------------------------------------------
+# Allocator modes
+
+MALLOC_MODES = ("default", "retain")
+
+
+def add_malloc_argument(parser, default: str = "default") -> None:
+    """The ``--malloc`` option shared by the benchmarks."""
+    parser.add_argument("--malloc", choices=MALLOC_MODES, default=default,
+                        help="default: glibc's own malloc (a library user's); retain: "
+                             "icnn_torch.perf.retain_freed_memory() first, as the figure scripts do "
+                             f"on the CPU; process-wide (default: {default})")
+
+
+def apply_malloc(mode: str) -> bool:
+    """Apply an allocator mode to this process; True when freed memory is now retained."""
+    from icnn_torch import perf
+    return perf.retain_freed_memory() if mode == "retain" else False
+
+
+# ---------------------------------------------------------------------------------------
 # Memory (Linux)
 
 
@@ -305,6 +325,20 @@ def md_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def iteration_table(rows: Sequence[Mapping], goal: float) -> str:
+    """bench_iteration.py's rows (engine / floor per engine and layer set) as markdown."""
+    out = []
+    for r in rows:
+        scipy_s = r.get("scipy_s")
+        out.append([r["engine"], r["layers"], f"{r['engine_s']:.3f}", f"{r['floor_s']:.3f}",
+                    f"**{r['ratio']:.2f}**" + ("" if r["ratio"] <= goal else f" (> {goal:.2f})"),
+                    "" if scipy_s is None else f"{scipy_s * 1e3:.0f} ms",
+                    "" if scipy_s is None else f"{r['ratio_without_scipy']:.2f}",
+                    f"{min(r['round_ratios']):.2f}-{max(r['round_ratios']):.2f}"])
+    return md_table(["engine", "layers", "engine s/iter", "floor s/iter", "engine / floor",
+                     "of which scipy L-BFGS-B", "(engine - scipy) / floor", "round ratios"], out)
 
 
 def write_json(path: str | os.PathLike, obj) -> None:

@@ -31,11 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from _common import (ALL_19_LAYERS, IterationClock, OtherCpuLoad, build_models,  # noqa: E402
-                     fc7_like_upper_bound, layer_weights, machine_info, md_table, median,
-                     random_caffe_images, true_features, write_json)
+from _common import (ALL_19_LAYERS, IterationClock, OtherCpuLoad, add_malloc_argument,  # noqa: E402
+                     apply_malloc, build_models, fc7_like_upper_bound, layer_weights, machine_info,
+                     md_table, median, random_caffe_images, true_features, write_json)
 
-from icnn_torch import icnn_dgn_gd, perf  # noqa: E402
+from icnn_torch import icnn_dgn_gd  # noqa: E402
 
 CPU_BATCHES = (1, 8)
 CUDA_BATCHES = (1, 8, 24, 64)
@@ -110,13 +110,12 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=None, help="interleaved repeats (default 2)")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch.set_num_threads (default: torch's, one per core)")
-    ap.add_argument("--malloc", choices=("default", "retain"), default="default",
-                    help="retain: icnn_torch.perf.retain_freed_memory() first (as the scripts on CPU)")
+    add_malloc_argument(ap)
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    malloc_applied = perf.retain_freed_memory() if args.malloc == "retain" else False
+    malloc_applied = apply_malloc(args.malloc)
     n_iter = args.iters or (3 if args.quick else 4)
     repeats = args.repeats or (1 if args.quick else 2)
     rows = []

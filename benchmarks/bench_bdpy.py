@@ -65,10 +65,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from _common import (ALL_19_LAYERS, OUT_DIR, Floor, IterationClock, OtherCpuLoad,  # noqa: E402
-                     build_models, fc7_like_upper_bound, fmt_s, layer_weights, machine_info,
-                     md_table, median, random_caffe_images, true_features, write_json)
+                     add_malloc_argument, apply_malloc, build_models, fc7_like_upper_bound, fmt_s,
+                     layer_weights, machine_info, md_table, median, random_caffe_images,
+                     true_features, write_json)
 
-from icnn_torch import icnn_dgn_gd, icnn_gd, perf  # noqa: E402
+from icnn_torch import icnn_dgn_gd, icnn_gd  # noqa: E402
 from icnn_torch.models import _VGG19_TORCHVISION_KEYS  # noqa: E402
 
 BDPY_VERSION = "0.26"
@@ -317,14 +318,12 @@ def main(argv=None) -> int:
     ap.add_argument("--configs", default="dgn,pixel_gd")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch.set_num_threads for both (default: torch's, one per core)")
-    ap.add_argument("--malloc", choices=("default", "retain"), default="default",
-                    help="retain: icnn_torch.perf.retain_freed_memory() first; it applies to the "
-                         "whole process, so to bdpy and the floor too")
+    add_malloc_argument(ap)
     ap.add_argument("--json", default=None, help="write the results to this JSON file")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    malloc_applied = perf.retain_freed_memory() if args.malloc == "retain" else False
+    malloc_applied = apply_malloc(args.malloc)
     n_iter = args.iters or (4 if args.quick else 6)
     repeats = args.repeats or (2 if args.quick else 5)
     OUT_DIR.mkdir(parents=True, exist_ok=True)

@@ -50,9 +50,10 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _common import machine_info, md_table, write_json  # noqa: E402
+from _common import (add_malloc_argument, apply_malloc, iteration_table, machine_info,  # noqa: E402
+                     sync, write_json)
 
-from icnn_torch import icnn_dgn_gd, icnn_dgn_lbfgs, icnn_gd, icnn_lbfgs, optim_lbfgs, perf  # noqa: E402
+from icnn_torch import icnn_dgn_gd, icnn_dgn_lbfgs, icnn_gd, icnn_lbfgs, optim_lbfgs  # noqa: E402
 from icnn_torch.models import VGG19, VGG19_LAYERS, DeePSiMGenerator, center_crop  # noqa: E402
 
 GOAL = 1.10
@@ -62,11 +63,6 @@ LAYER_SETS = {
 }
 ENGINES = ("icnn_lbfgs", "icnn_gd", "icnn_dgn_gd", "icnn_dgn_lbfgs")
 LBFGS_ENGINES = ("icnn_lbfgs", "icnn_dgn_lbfgs")
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class TimedEncoder:
@@ -85,7 +81,7 @@ class TimedEncoder:
 
     def __call__(self, x, layers=None):
         if torch.is_grad_enabled():
-            _sync(self.device)
+            sync(self.device)
             self.stamps.append(time.perf_counter())
         return self.net(x, layers)
 
@@ -171,13 +167,13 @@ def run_floor(engine: str, layers, net, gen, device: torch.device, iters: int,
         v = torch.zeros(1, 3, 224, 224, device=device).contiguous(memory_format=memory_format)
     times = []
     for _ in range(iters + 1):
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         leaf = v.detach().requires_grad_(True)
         image = center_crop(gen(leaf), net.input_size) if dgn else leaf
         out = net(image, [deepest])[deepest]
         (grad,) = torch.autograd.grad(out.sum(), leaf)
-        _sync(device)
+        sync(device)
         times.append(time.perf_counter() - t0)
     return times[1:]
 
@@ -207,19 +203,6 @@ def measure(engine: str, layer_set: str, feats: dict, net, gen, device, rounds: 
     return row
 
 
-def table(rows: list[dict]) -> str:
-    out = []
-    for r in rows:
-        scipy_s = r.get("scipy_s")
-        out.append([r["engine"], r["layers"], f"{r['engine_s']:.3f}", f"{r['floor_s']:.3f}",
-                    f"**{r['ratio']:.2f}**" + ("" if r["ratio"] <= GOAL else " (> 1.10)"),
-                    "" if scipy_s is None else f"{scipy_s * 1e3:.0f} ms",
-                    "" if scipy_s is None else f"{r['ratio_without_scipy']:.2f}",
-                    f"{min(r['round_ratios']):.2f}-{max(r['round_ratios']):.2f}"])
-    return md_table(["engine", "layers", "engine s/iter", "floor s/iter", "engine / floor",
-                     "of which scipy L-BFGS-B", "(engine - scipy) / floor", "round ratios"], out)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 rounds of 2 iterations (smoke run)")
@@ -229,15 +212,14 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES)
     parser.add_argument("--layer-sets", nargs="+", default=list(LAYER_SETS), choices=list(LAYER_SETS))
-    parser.add_argument("--malloc", choices=("default", "retain"), default="default",
-                        help="retain: icnn_torch.perf.retain_freed_memory() first (as the scripts)")
+    add_malloc_argument(parser)
     parser.add_argument("--channels-last", action="store_true", help="channels-last nets")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--json", default=None, help="write the rows to this JSON file")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    malloc_applied = perf.retain_freed_memory() if args.malloc == "retain" else False
+    malloc_applied = apply_malloc(args.malloc)
     rounds = 2 if args.quick else args.rounds
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
@@ -263,7 +245,7 @@ def main(argv=None) -> int:
                 f"  scipy {row['scipy_s'] * 1e3:.0f} ms/eval, without it {row['ratio_without_scipy']:.3f}"
             print(f"{engine:<16}{layer_set:<7} engine {row['engine_s']:.4f}  floor {row['floor_s']:.4f}  "
                   f"ratio {row['ratio']:.3f}{extra}", file=sys.stderr, flush=True)
-    print(table(rows))
+    print(iteration_table(rows, GOAL))
     worst = max(r["ratio"] for r in rows)
     print(f"\nworst engine / floor {worst:.2f} (goal <= {GOAL:.2f}); L-BFGS rows are per function "
           "evaluation")

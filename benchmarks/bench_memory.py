@@ -40,7 +40,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import OUT_DIR, md_table, machine_info, write_json  # noqa: E402
+from _common import (OUT_DIR, add_malloc_argument, apply_malloc, machine_info, md_table,  # noqa: E402
+                     write_json)
 
 GOAL_BYTES = 2.5e9
 MIB = 1024 * 1024
@@ -64,8 +65,7 @@ def _weights_files() -> tuple[Path, Path]:
 
 def child(iters: int, init: str, vgg_pt: str | None, gen_pt: str | None, malloc: str) -> dict:
     """Run in a fresh process: build, reconstruct, report memory (KiB -> MiB)."""
-    from icnn_torch import perf
-    malloc_applied = perf.retain_freed_memory() if malloc == "retain" else False
+    malloc_applied = apply_malloc(malloc)
     from _common import (ALL_19_LAYERS, build_models, fc7_like_upper_bound, layer_weights,
                          random_caffe_images, reset_peak, status_kib, true_features)
     import numpy as np
@@ -147,9 +147,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="smoke run: 5 iterations")
     ap.add_argument("--iters", type=int, default=None, help="iterations (default 200, script 1's)")
     ap.add_argument("--init", choices=("file", "random"), default="file")
-    ap.add_argument("--malloc", choices=("default", "retain"), default="retain",
-                    help="retain (default, what the figure scripts do on CPU): "
-                         "icnn_torch.perf.retain_freed_memory() first; default: glibc's own")
+    add_malloc_argument(ap, default="retain")
     ap.add_argument("--json", default=None)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--vgg-pt", default=None, help=argparse.SUPPRESS)

@@ -39,7 +39,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _common import OUT_DIR, OtherCpuLoad, machine_info, md_table  # noqa: E402
+from _common import OUT_DIR, OtherCpuLoad, iteration_table, machine_info, md_table  # noqa: E402
 
 BENCHES = ("iteration", "bdpy", "memory", "batch")
 MIB = 1024 * 1024
@@ -102,16 +102,7 @@ def section_iteration(res: dict) -> tuple[str, dict]:
     if fail:
         return fail, {}
     d = res["data"]
-    rows = []
-    for r in d["rows"]:
-        scipy_s = r.get("scipy_s")
-        rows.append([r["engine"], r["layers"], f"{r['engine_s']:.3f}", f"{r['floor_s']:.3f}",
-                     f"**{r['ratio']:.2f}**",
-                     "" if scipy_s is None else f"{scipy_s * 1e3:.0f} ms",
-                     "" if scipy_s is None else f"{r['ratio_without_scipy']:.2f}",
-                     f"{min(r['round_ratios']):.2f}-{max(r['round_ratios']):.2f}"])
-    text = md_table(["engine", "layers", "engine s/iter", "floor s/iter", "engine / floor",
-                     "of which scipy L-BFGS-B", "(engine - scipy) / floor", "round ratios"], rows)
+    text = iteration_table(d["rows"], d["goal"])
     r0 = d["rows"][0]
     notes = [f"engine / floor: median over {r0['rounds']} rounds of (engine median / floor median of "
              "the round); L-BFGS rows per function evaluation; scipy: time inside L-BFGS-B "
