@@ -19,13 +19,13 @@ network = 'VGG19'
 
 # Layer combinations, each reconstructed separately.
 layers_sets = {
-    'layers_1to1': ['conv1_1', 'conv1_2'],
-    'layers_1to3': ['conv1_1', 'conv1_2', 'conv2_1', 'conv2_2', 'conv3_1', 'conv3_2', 'conv3_3',
+    'layers-1to1': ['conv1_1', 'conv1_2'],
+    'layers-1to3': ['conv1_1', 'conv1_2', 'conv2_1', 'conv2_2', 'conv3_1', 'conv3_2', 'conv3_3',
         'conv3_4'],
-    'layers_1to5': ['conv1_1', 'conv1_2', 'conv2_1', 'conv2_2', 'conv3_1', 'conv3_2', 'conv3_3',
+    'layers-1to5': ['conv1_1', 'conv1_2', 'conv2_1', 'conv2_2', 'conv3_1', 'conv3_2', 'conv3_3',
         'conv3_4', 'conv4_1', 'conv4_2', 'conv4_3', 'conv4_4', 'conv5_1',
         'conv5_2', 'conv5_3', 'conv5_4'],
-    'layers_1to7': ['conv1_1', 'conv1_2', 'conv2_1', 'conv2_2', 'conv3_1', 'conv3_2', 'conv3_3',
+    'layers-1to7': ['conv1_1', 'conv1_2', 'conv2_1', 'conv2_2', 'conv3_1', 'conv3_2', 'conv3_3',
         'conv3_4', 'conv4_1', 'conv4_2', 'conv4_3', 'conv4_4', 'conv5_1',
         'conv5_2', 'conv5_3', 'conv5_4', 'fc6', 'fc7'],
 }
