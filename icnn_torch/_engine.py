@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from .features import net_device
-from .jobs import atomic_output
+from ._util import atomic_output
 from .reporting import Reporter, save_snapshots, snapshot_dirs
 from .targets import build_feature_loss
 

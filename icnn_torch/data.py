@@ -22,13 +22,14 @@ message names the file and the exact command that downloads it.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Iterable, Mapping, Optional, Sequence, Tuple, Union
+from typing import Iterable, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-PathLike = Union[str, "os.PathLike[str]"]
+from ._util import PathLike
+from .errors import MissingDataError
+
 
 DEFAULT_DATA_DIR = "data"
 DEFAULT_NET_DIR = "net"
@@ -51,46 +52,11 @@ VGG19_PT_RELPATH = Path("VGG_ILSVRC_19_layers", "VGG_ILSVRC_19_layers.pt")
 GENERATOR_CAFFEMODEL_RELPATH = Path("generator_for_inverting_fc7", "generator.caffemodel")
 GENERATOR_PT_RELPATH = Path("generator_for_inverting_fc7", "generator.pt")
 
-#: Per-channel mean of ``ilsvrc_2012_mean.npy`` (B, G, R), used when the file is absent.
-IMAGE_MEAN_BGR_FALLBACK = (104.00699, 116.66877, 122.67892)
+#: Per-channel mean of ``ilsvrc_2012_mean.npy`` (B, G, R, 0..255 scale): the default input
+#: convention of the nets, and what the scripts use when the file is absent.
+IMAGENET_MEAN_BGR = np.array([104.00698793, 116.66876762, 122.67891434], dtype=np.float32)
 
 FC7_UNITS = 4096
-
-
-class MissingDataError(FileNotFoundError):
-    """A data or weight file is absent.
-
-    The message names the missing file(s) and the command that downloads them.
-
-    Attributes
-    ----------
-    missing : tuple of str
-        The missing paths.
-    command : str
-        Shell command that downloads them, e.g.
-        ``python -m icnn_torch.download decodedfeatures-natural-VGG19-conv1_1-S1.zip``.
-    """
-
-    def __init__(self, missing: Union[PathLike, Sequence[PathLike]], command: str,
-                 detail: str = "", title: str = ""):
-        if isinstance(missing, (str, os.PathLike)):
-            missing = [missing]
-        self.missing = tuple(str(p) for p in missing)
-        self.command = command
-        shown = "\n  ".join(self.missing[:20])
-        if len(self.missing) > 20:
-            shown += f"\n  ... and {len(self.missing) - 20} more"
-        if title:
-            what = f"{title}\n  {shown}"
-        elif len(self.missing) == 1:
-            what = f"File not found: {self.missing[0]}"
-        else:
-            what = f"{len(self.missing)} files not found:\n  {shown}"
-        message = f"{what}\n{detail + chr(10) if detail else ''}Download with:\n  {command}"
-        super().__init__(message)
-
-    def __str__(self) -> str:  # FileNotFoundError would otherwise format (errno, strerror)
-        return self.args[0]
 
 
 def download_command(names: Iterable[str], data_dir: PathLike = DEFAULT_DATA_DIR,
@@ -447,14 +413,14 @@ def load_image_mean(path: Optional[PathLike] = None) -> Tuple[np.ndarray, str]:
     -------
     mean : np.ndarray, shape (3,), float32
         The per-channel average of the file, or, when the file is absent,
-        :data:`IMAGE_MEAN_BGR_FALLBACK`.
+        :data:`IMAGENET_MEAN_BGR`.
     source : str
         A sentence saying which was used (for the caller to print).
     """
     path = Path(path) if path is not None else image_mean_path()
     if not path.is_file():
-        mean = np.asarray(IMAGE_MEAN_BGR_FALLBACK, dtype=np.float32)
-        source = (f"image mean: built-in constants BGR {IMAGE_MEAN_BGR_FALLBACK} "
+        mean = IMAGENET_MEAN_BGR.copy()
+        source = (f"image mean: built-in constants BGR {tuple(float(m) for m in mean)} "
                   f"({path} not found; to use the file: "
                   f"{download_command([IMAGE_MEAN_FILENAME], data_dir=path.parent)})")
         return mean, source

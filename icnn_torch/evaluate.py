@@ -70,7 +70,7 @@ import scipy.io
 from scipy.ndimage import gaussian_filter
 
 from icnn_torch.data import DEFAULT_NET_DIR, VGG19_CAFFEMODEL_RELPATH
-from icnn_torch.jobs import atomic_output
+from icnn_torch._util import atomic_output
 
 if TYPE_CHECKING:
     import torch
@@ -138,7 +138,7 @@ PathLike = Union[str, os.PathLike]
 # --------------------------------------------------------------------------- discovery
 
 def natural_key(text: str) -> tuple:
-    """Sort key comparing digit runs as numbers (``S2 < S10``, ``layers_1to3 < 1to5``)."""
+    """Sort key comparing digit runs as numbers (``S2 < S10``, ``layers-1to3 < 1to5``)."""
     return tuple(int(part) if part.isdigit() else part
                  for part in re.split(r"(\d+)", text))
 
@@ -166,7 +166,7 @@ def order_labels(script: str, labels: Iterable[str],
 class Reconstruction:
     """One ``recon_img-<label>.mat`` file of a results tree.
 
-    ``layer_set`` is the extra folder level of script 3 (e.g. ``"layers_1to5"``), else
+    ``layer_set`` is the extra folder level of script 3 (e.g. ``"layers-1to5"``), else
     ``None``.
     """
 

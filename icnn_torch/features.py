@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .models import IMAGENET_MEAN_BGR
+from .data import IMAGENET_MEAN_BGR
 
 __all__ = ["FeatureExtractor", "caffe_to_imagenet_rgb", "net_device"]
 

@@ -9,7 +9,7 @@ Layout of a panel (like the paper's figures 2-8): columns are the image labels, 
 script's original order (:data:`icnn_torch.evaluate.SCRIPT_LABELS`; labels not listed
 there follow in natural order; ``--labels`` gives an explicit list). Rows are the
 (subject, layer set, ROI) combinations found, subject first, then layer set (script 3,
-``layers_1to1`` ... ``layers_1to7``), then ROI (script 5, V1 V2 V3 V4 HVC VC). A row's
+``layers-1to1`` ... ``layers-1to7``), then ROI (script 5, V1 V2 V3 V4 HVC VC). A row's
 header shows its subject, its layer set if any, and its ROI when the panel has more than
 one. With ``--stimuli`` a ground-truth row headed ``stimulus`` comes first (stimulus
 lookup as in :mod:`icnn_torch.evaluate`). A cell shows the script's
@@ -46,7 +46,7 @@ from PIL import Image, ImageDraw, ImageFont
 from icnn_torch.evaluate import (PathLike, Reconstruction, StimulusMapping,
                                  find_reconstructions, find_stimulus, load_reconstruction,
                                  natural_key, order_labels, read_stimulus_mapping, roi_key)
-from icnn_torch.jobs import atomic_output
+from icnn_torch._util import atomic_output
 
 __all__ = ["PanelLayout", "compose_panel", "script_panels", "make_figures", "main"]
 

@@ -5,7 +5,7 @@ Every reconstruction of the seven scripts is independent: one (subject, ROI, ima
 ``results/<script>/[<layer set>/]<subject>/<roi>/``. Scaling out therefore needs no
 scheduler and no communication: each process enumerates the full job list in the same
 order, keeps every ``world_size``-th job starting at its ``rank`` (round-robin) and writes
-its outputs with :func:`atomic_output`, so two processes never write the same file and a
+its outputs with :func:`icnn_torch._util.atomic_output`, so two processes never write the same file and a
 reader never sees a half-written one.
 
 Where the rank comes from (:func:`rank_info`):
@@ -25,19 +25,17 @@ No ``torch.distributed`` process group is created; none is needed.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Optional, Sequence, TypeVar
+from typing import TYPE_CHECKING, Iterable, Mapping, Optional, Sequence, TypeVar
 
 if TYPE_CHECKING:  # torch is imported lazily so that splitting jobs stays cheap
     import torch
 
-__all__ = ["Job", "make_jobs", "rank_info", "split_jobs", "jobs_for_this_process",
-           "device_for_rank", "atomic_output"]
+__all__ = ["Job", "make_jobs", "rank_info", "split_jobs",
+           "device_for_rank"]
 
 T = TypeVar("T")
 
@@ -55,7 +53,7 @@ class Job:
     label : str
         Image label, e.g. ``"Img0009"``.
     layer_set : str or None
-        Result folder of the layer combination (script 3 only), e.g. ``"layers_1to5"``;
+        Result folder of the layer combination (script 3 only), e.g. ``"layers-1to5"``;
         ``None`` for the other scripts.
     """
 
@@ -65,11 +63,9 @@ class Job:
     layer_set: Optional[str] = None
 
     def result_dir(self, script_results_dir: str | os.PathLike) -> Path:
-        """Folder of this job's outputs: ``<script results>/[<layer set>/]<subject>/<roi>``."""
-        root = Path(script_results_dir)
-        if self.layer_set is not None:
-            root = root / self.layer_set
-        return root / self.subject / self.roi
+        """Folder of this job's outputs (:func:`icnn_torch.results.job_dir`)."""
+        from .results import job_dir
+        return job_dir(script_results_dir, self.subject, self.roi, self.layer_set)
 
 
 def make_jobs(subjects: Sequence[str], rois: Sequence[str], labels: Sequence[str],
@@ -209,13 +205,6 @@ def split_jobs(jobs: Iterable[T], rank: int, world_size: int) -> list[T]:
     return list(jobs)[rank::world_size]
 
 
-def jobs_for_this_process(jobs: Iterable[T],
-                          environ: Optional[Mapping[str, str]] = None) -> list[T]:
-    """``split_jobs(jobs, rank, world_size)`` with the rank from :func:`rank_info`."""
-    rank, world_size, _ = rank_info(environ)
-    return split_jobs(jobs, rank, world_size)
-
-
 def device_for_rank(local_rank: int) -> "torch.device":
     """The device a process should use: ``cuda:<local_rank mod #GPUs>``, else CPU.
 
@@ -232,36 +221,3 @@ def device_for_rank(local_rank: int) -> "torch.device":
         if count > 0:
             return torch.device("cuda", local_rank % count)
     return torch.device("cpu")
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success move it onto ``path``.
-
-    The temporary name is unique per call (process id plus a random part, in the target
-    folder),
-    so several processes may write into the same results tree at once; readers see
-    either the old file or the complete new one, never a partial one. On an exception
-    the temporary file is removed and ``path`` is untouched. Parent folders are created.
-
-    The temporary name keeps ``path``'s suffix, so writers that choose a format by
-    extension (``PIL.Image.save``, ``scipy.io.savemat``) behave as for ``path``.
-
-    Examples
-    --------
-    >>> with atomic_output("out/recon_img-Img0001.mat") as tmp:   # doctest: +SKIP
-    ...     scipy.io.savemat(tmp, {"recon_img": img})
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # A name no other process or call can pick (pid + random); the file itself is created
-    # by the writer, so it gets the usual permissions (umask), not mkstemp's 0600.
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}"
-                           f".tmp{target.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise

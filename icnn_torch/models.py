@@ -24,14 +24,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .caffemodel import CaffeModelError, read_caffemodel
+from .data import IMAGENET_MEAN_BGR
 
 __all__ = [
     "VGG19_LAYERS", "VGG19", "DeePSiMGenerator", "center_crop", "load_vgg19",
     "load_generator", "default_device", "IMAGENET_MEAN_BGR",
 ]
 
-#: Per-channel mean of ``ilsvrc_2012_mean.npy`` (B, G, R), used when the file is absent.
-IMAGENET_MEAN_BGR = np.array([104.00698793, 116.66876762, 122.67891434], dtype=np.float32)
 
 # VGG19 layer table: (name, kind, in_channels/in_features, out_channels/out_features).
 # kind: "conv" (3x3, stride 1, pad 1), "pool" (2x2, stride 2), "fc".

@@ -21,96 +21,17 @@ reference settings.
 from __future__ import annotations
 
 import argparse
-import os
 import pickle
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from .config import ScriptConfig
+
 __all__ = ["ScriptConfig", "run_script", "output_paths"]
-
-
-@dataclass
-class ScriptConfig:
-    """The constants of one figure script (names as in the original scripts).
-
-    Attributes
-    ----------
-    script_file : str
-        ``__file__`` of the script; its stem names the results folder and its folder is
-        the project root (where ``data/``, ``net/`` and ``results/`` live) unless the
-        environment variable ``ICNN_TORCH_ROOT`` points elsewhere.
-    image_type, network : str
-        E.g. ``"natural"``, ``"VGG19"`` (``"VGG19_leaky"`` for script 7).
-    subjects_list, rois_list, image_label_list : list of str
-    layers : list of str, optional
-        The feature layers (all scripts but 3).
-    layers_sets : dict of str to list of str, optional
-        Script 3: named layer combinations, each reconstructed separately.
-    engine : {"icnn_dgn_gd", "icnn_lbfgs", "icnn_gd", "icnn_dgn_lbfgs"}
-    opts : dict
-        Keyword options of the engine's ``reconstruct_image``. The special values
-        ``initial_image="mean"`` (the flat mean-colour image), ``initial_gen_feat="zeros"``
-        and ``feat_upper_bound="fc7_3x"`` (``data/act_range/3x/fc7.txt``) are resolved
-        here, so that ``options.pkl`` stays small and readable.
-    results_dir : str
-    snapshot_every : int
-        Snapshot period (0: no snapshots).
-    download : {"ask", "yes", "no"}
-        Missing files: ask on a terminal (never without one), download, or stop with the
-        command that downloads them.
-    overwrite : bool
-        Redo reconstructions whose outputs already exist.
-    batch_size : int
-        Images reconstructed together by the GD engines (results equal one-at-a-time).
-    device : str, optional
-        Default: CUDA when present (the rank's GPU under torchrun), else CPU.
-    """
-
-    script_file: str
-    image_type: str
-    network: str
-    subjects_list: Sequence[str]
-    rois_list: Sequence[str]
-    image_label_list: Sequence[str]
-    engine: str
-    opts: dict
-    layers: Sequence[str] | None = None
-    layers_sets: Mapping[str, Sequence[str]] | None = None
-    results_dir: str = "./results"
-    snapshot_every: int = 10
-    download: str = "ask"
-    overwrite: bool = False
-    batch_size: int = 1
-    device: str | None = None
-    data_dir: str = "data"
-    net_dir: str = "net"
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def script_name(self) -> str:
-        return Path(self.script_file).stem
-
-    @classmethod
-    def from_constants(cls, constants: Mapping[str, Any]) -> "ScriptConfig":
-        """Build the configuration from a script's module-level constants (``globals()``).
-
-        Reads ``__file__`` and the constants named like the fields (``subjects_list``,
-        ``rois_list``, ``image_type``, ``image_label_list``, ``network``, ``layers`` or
-        ``layers_sets``, ``engine``, ``opts``, ``results_dir``, ``download``,
-        ``overwrite``, ``snapshot_every``, ``batch_size``, ``device``); others are ignored.
-        """
-        names = {f for f in cls.__dataclass_fields__ if f not in ("script_file", "extra")}
-        missing = [n for n in ("image_type", "network", "subjects_list", "rois_list",
-                               "image_label_list", "engine", "opts") if n not in constants]
-        if missing:
-            raise NameError(f"the script does not define {missing}")
-        return cls(script_file=constants["__file__"],
-                   **{n: constants[n] for n in names if n in constants})
 
 
 ITERATION_KEY = {"icnn_dgn_gd": "iter_n", "icnn_gd": "iter_n",
@@ -149,13 +70,8 @@ def _split(text: str | None, default: Sequence[str]) -> list[str]:
     return list(default) if not text else [t.strip() for t in text.split(",") if t.strip()]
 
 
-def _root(cfg: ScriptConfig) -> Path:
-    env = os.environ.get("ICNN_TORCH_ROOT")
-    return Path(env).resolve() if env else Path(cfg.script_file).resolve().parent
-
-
 def _write_pickle_atomic(path: Path, obj: Any) -> None:
-    from .jobs import atomic_output
+    from ._util import atomic_output
     with atomic_output(path) as tmp:
         with open(tmp, "wb") as f:
             pickle.dump(obj, f, protocol=4)
@@ -179,7 +95,7 @@ def _save_outputs(out_dir: Path, label: str, img: np.ndarray) -> None:
     import PIL.Image
     import scipy.io
 
-    from .jobs import atomic_output
+    from ._util import atomic_output
     from .utils import clip_extreme_value, normalise_img
     mat_path, jpg_path = output_paths(out_dir, label)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -215,7 +131,7 @@ def run_script(cfg: ScriptConfig, argv: Sequence[str] | None = None) -> list[Pat
     if wrong & set(cfg.opts):
         raise SystemExit(f"opts has {sorted(wrong & set(cfg.opts))}, which {cfg.engine} does not take; "
                          f"it counts iterations with {ITERATION_KEY[cfg.engine]!r}")
-    root = _root(cfg)
+    root = cfg.root
     data_dir, net_dir = root / cfg.data_dir, root / cfg.net_dir
     subjects = _split(args.subjects, cfg.subjects_list)
     rois = _split(args.rois, cfg.rois_list)

@@ -33,7 +33,7 @@ import PIL.Image
 import torch
 from torch import Tensor
 
-from .jobs import atomic_output
+from ._util import atomic_output
 from .utils import img_deprocess, normalise_img
 
 __all__ = ["Reporter", "save_image_atomic", "snapshot_dirs"]

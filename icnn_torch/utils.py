@@ -13,7 +13,7 @@ import numpy as np
 import scipy.ndimage
 import torch
 
-from .models import IMAGENET_MEAN_BGR
+from .data import IMAGENET_MEAN_BGR
 
 __all__ = [
     "IMAGENET_MEAN_BGR", "img_preprocess", "img_deprocess", "normalise_img",

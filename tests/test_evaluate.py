@@ -234,7 +234,7 @@ def _build_tree(tmp_path, size=32, seed=8):
         _save_png(stimuli / "natural" / f"{label}.png", images[label])
     for label in labels2:
         _save_recon(results, f"{SCRIPT2}/S1/VC", label, images[label])
-    for layer_set in ["layers_1to3", "layers_1to1"]:
+    for layer_set in ["layers-1to3", "layers-1to1"]:
         for label in labels3:
             _save_recon(results, f"{SCRIPT3}/{layer_set}/S1/VC", label, images[label])
     # files that are not reconstructions must be ignored
@@ -249,8 +249,8 @@ def test_find_reconstructions_orders_sets_and_labels(tmp_path):
     recs = find_reconstructions(results)
     assert [(r.script, r.layer_set, r.label) for r in recs] == (
         [(SCRIPT2, None, label) for label in ["Img0002", "Img0011", "Img0045", "Img0048"]]
-        + [(SCRIPT3, "layers_1to1", label) for label in ["Img0016", "Img0036", "Img0042"]]
-        + [(SCRIPT3, "layers_1to3", label) for label in ["Img0016", "Img0036", "Img0042"]])
+        + [(SCRIPT3, "layers-1to1", label) for label in ["Img0016", "Img0036", "Img0042"]]
+        + [(SCRIPT3, "layers-1to3", label) for label in ["Img0016", "Img0036", "Img0042"]])
     assert recs[0].image_type == "natural"
     assert recs[0].jpg_path.name == "recon_img_normalized-Img0002.jpg"
     # a script folder itself can be given
@@ -266,7 +266,7 @@ def test_evaluate_results_perfect_reconstructions(tmp_path):
     assert len(per_image) == 10 and len(means) == 3
     assert [row["n_images"] for row in means] == [4, 3, 3]
     assert [(row["layer_set"], row["subject"], row["roi"]) for row in means] == [
-        ("", "S1", "VC"), ("layers_1to1", "S1", "VC"), ("layers_1to3", "S1", "VC")]
+        ("", "S1", "VC"), ("layers-1to1", "S1", "VC"), ("layers-1to3", "S1", "VC")]
     for row in rows:
         assert row["ident_pixcorr"] == 1.0 and row["ident_euclidean"] == 1.0
         assert row["pixcorr"] == pytest.approx(1.0)
@@ -276,26 +276,26 @@ def test_evaluate_results_perfect_reconstructions(tmp_path):
 
 def test_evaluate_results_with_features_and_shuffled_set(tmp_path, random_vgg19):
     results, stimuli, images = _build_tree(tmp_path, size=224)
-    # set layers_1to3 holds the wrong images: label i shows the image of label i+1
+    # set layers-1to3 holds the wrong images: label i shows the image of label i+1
     labels3 = ["Img0016", "Img0036", "Img0042"]
     for label, shown in zip(labels3, labels3[1:] + labels3[:1]):
-        _save_recon(results, f"{SCRIPT3}/layers_1to3/S1/VC", label, images[shown])
+        _save_recon(results, f"{SCRIPT3}/layers-1to3/S1/VC", label, images[shown])
     rows = evaluate_results(results, stimuli, layers=["conv1_2"], net=random_vgg19,
                             scripts=[SCRIPT3])
     by_set = {row["layer_set"]: row for row in rows if row["label"] == "mean"}
-    assert set(by_set) == {"layers_1to1", "layers_1to3"}
-    assert by_set["layers_1to1"]["ident_conv1_2"] == 1.0
-    assert by_set["layers_1to1"]["ident_pixcorr"] == 1.0
+    assert set(by_set) == {"layers-1to1", "layers-1to3"}
+    assert by_set["layers-1to1"]["ident_conv1_2"] == 1.0
+    assert by_set["layers-1to1"]["ident_pixcorr"] == 1.0
     for key in ("ident_conv1_2", "ident_pixcorr", "ident_euclidean"):
-        assert by_set["layers_1to3"][key] <= 0.5
-    assert by_set["layers_1to3"]["pixcorr"] < 0.2
-    # the stimulus features reused from set layers_1to1 give what a direct call gives
+        assert by_set["layers-1to3"][key] <= 0.5
+    assert by_set["layers-1to3"]["pixcorr"] < 0.2
+    # the stimulus features reused from set layers-1to1 give what a direct call gives
     shown = labels3[1:] + labels3[:1]
     direct = feature_identification(np.stack([images[label] for label in shown]),
                                     np.stack([images[label] for label in labels3]),
                                     random_vgg19, ["conv1_2"])["conv1_2"]
     per_image = [row["ident_conv1_2"] for row in rows
-                 if row["layer_set"] == "layers_1to3" and row["label"] != "mean"]
+                 if row["layer_set"] == "layers-1to3" and row["label"] != "mean"]
     assert per_image == pytest.approx(direct.tolist())
 
 
@@ -378,7 +378,7 @@ def test_cli_writes_csv_and_prints_table(tmp_path, capsys):
                           "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert SCRIPT2 in printed and SCRIPT3 in printed and "ident_pixcorr" in printed
-    assert "layers_1to3" in printed and "1.000000" in printed
+    assert "layers-1to3" in printed and "1.000000" in printed
     with open(out, newline="") as handle:
         table = list(csv.DictReader(handle))
     assert len(table) == 13

@@ -41,7 +41,7 @@ def _build_tree(tmp_path):
             if (subject, label) != ("S2", "Img0002"):  # one missing cell
                 _write_recon(results / SCRIPT1 / subject / "VC", label, with_jpg=subject == "S1")
     # script 3: layer sets as rows
-    for layer_set in ["layers_1to7", "layers_1to1"]:
+    for layer_set in ["layers-1to7", "layers-1to1"]:
         for label in ["Img0042", "Img0016", "Img0036"]:
             _write_recon(results / SCRIPT3 / layer_set / "S1" / "VC", label)
     # script 5: ROIs as rows
@@ -152,7 +152,7 @@ def test_row_headers_differ_by_row_content(tmp_path):
     # "S1 / V1", "S1 / HVC", "S1 / VC": different text, different pixels
     assert not np.array_equal(strips[0], strips[1])
     assert not np.array_equal(strips[1], strips[2])
-    # a layer-set row header has two lines ("S1", "layers_1to1") -> taller ink than one line
+    # a layer-set row header has two lines ("S1", "layers-1to1") -> taller ink than one line
     pixels1 = np.asarray(panels[SCRIPT1])
     pixels3 = np.asarray(panels[SCRIPT3])
     _, y = _cell_box(layout, 0, 0)

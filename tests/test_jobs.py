@@ -10,21 +10,22 @@ import pytest
 import torch
 
 from icnn_torch import jobs as jobs_module
-from icnn_torch.jobs import (Job, atomic_output, device_for_rank, jobs_for_this_process,
-                             make_jobs, rank_info, split_jobs)
+from icnn_torch._util import atomic_output
+from icnn_torch.jobs import Job, device_for_rank, make_jobs, rank_info, split_jobs
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 SUBJECTS = ["S1", "S2", "S3"]
 ROIS = ["V1", "VC"]
 LABELS = ["Img0016", "Img0036", "Img0042"]
-LAYER_SETS = ["layers_1to1", "layers_1to3", "layers_1to5", "layers_1to7"]
+LAYER_SETS = ["layers-1to1", "layers-1to3", "layers-1to5", "layers-1to7"]
 
 # A tiny stand-in for a script's job loop: build the job list, keep this rank's part,
 # write one file per job into the shared results tree, and report what it did.
 WORKER = r"""
 import json, os, sys, time
-from icnn_torch.jobs import make_jobs, rank_info, split_jobs, atomic_output
+from icnn_torch._util import atomic_output
+from icnn_torch.jobs import make_jobs, rank_info, split_jobs
 results, report = sys.argv[1], sys.argv[2]
 subjects, rois, labels, sets = json.loads(sys.argv[3])
 all_jobs = make_jobs(subjects, rois, labels, sets)
@@ -122,7 +123,7 @@ def test_make_jobs_follows_the_original_loop_order():
     assert len(jobs) == 8
     assert make_jobs(["S1"], ["VC"], ["a"]) == [Job("S1", "VC", "a", None)]
     assert Job("S1", "VC", "a").result_dir("r") == Path("r/S1/VC")
-    assert Job("S1", "VC", "a", "layers_1to3").result_dir("r") == Path("r/layers_1to3/S1/VC")
+    assert Job("S1", "VC", "a", "layers-1to3").result_dir("r") == Path("r/layers-1to3/S1/VC")
 
 
 @pytest.mark.parametrize("n_jobs", [0, 1, 5, 7, 72])
@@ -202,7 +203,7 @@ def test_rank_info_defaults_to_os_environ(monkeypatch):
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "3")
     assert rank_info() == (1, 3, 0)
-    assert jobs_for_this_process(list("abcdefg")) == ["b", "e"]
+    assert split_jobs(list("abcdefg"), *rank_info()[:2]) == ["b", "e"]
 
 
 def test_device_for_rank_cycles_over_gpus(monkeypatch):

@@ -47,7 +47,7 @@ SCRIPTS = {
     "6_reconstruct_alphabet_image": ("alphabet", "VGG19", [("VC", "Img0005")], []),
     "7_reconstruct_imagined_image": ("imagery", "VGG19_leaky", [("VC", "Img0001")], []),
 }
-LAYER_SETS = ["layers_1to1", "layers_1to3", "layers_1to5", "layers_1to7"]
+LAYER_SETS = ["layers-1to1", "layers-1to3", "layers-1to5", "layers-1to7"]
 KILL_LABELS = ["Img0011", "Img0045"]  # script 2, for the kill-and-resume test
 
 
