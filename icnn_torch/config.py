@@ -24,7 +24,7 @@ from ._util import PathLike
 from .engines import engine_info
 from .errors import ConfigError
 
-__all__ = ["ScriptConfig", "RunPlan", "find_script", "DEFAULT_FEATURES_DIR"]
+__all__ = ["ScriptConfig", "RunPlan", "find_script", "plain_values", "DEFAULT_FEATURES_DIR"]
 
 #: Where the scripts read decoded features (relative to the project root), as the
 #: original's ``decoded_features_dir``.
@@ -75,6 +75,9 @@ class ScriptConfig:
         Images reconstructed together by the GD engines (results equal one at a time).
     device : str, optional
         Default: CUDA when present (the rank's GPU under torchrun), else CPU.
+    figure_title : str
+        The paper's figure this script reproduces, e.g. ``"Fig. 2: ..."`` (the title of
+        its figure panel); default: the script's name.
     """
 
     script_file: str
@@ -96,6 +99,7 @@ class ScriptConfig:
     device: Optional[str] = None
     data_dir: str = "data"
     net_dir: str = "net"
+    figure_title: str = ""
 
     @property
     def script_name(self) -> str:
@@ -193,7 +197,7 @@ class ScriptConfig:
             sets = None
         plan = RunPlan(
             script_name=self.script_name, image_type=self.image_type, network=self.network,
-            engine=self.engine,
+            engine=self.engine, figure_title=self.figure_title or self.script_name,
             subjects=tuple(self.subjects_list if subjects is None else subjects),
             rois=tuple(self.rois_list if rois is None else rois),
             labels=tuple(self.image_label_list if labels is None else labels),
@@ -214,6 +218,7 @@ class RunPlan:
     ----------
     script_name : str
     image_type, network, engine : str
+    figure_title : str
     subjects, rois, labels : tuple of str
         In the script's order (labels are the columns of its figure).
     layers : tuple of str
@@ -229,6 +234,7 @@ class RunPlan:
     image_type: str
     network: str
     engine: str
+    figure_title: str
     subjects: tuple
     rois: tuple
     labels: tuple
@@ -252,9 +258,37 @@ class RunPlan:
     def uses_generator(self) -> bool:
         return engine_info(self.engine).uses_generator
 
+    def to_record(self) -> dict:
+        """The plan as the JSON fields of the run record (:mod:`icnn_torch.results`):
+        ``script``, ``figure_title``, ``image_type``, ``network``, ``engine``,
+        ``subjects``, ``rois``, ``labels``, ``layers``, ``layer_sets`` (null or
+        name -> layers), ``iterations`` and ``options`` (arrays as lists)."""
+        return {"script": self.script_name, "figure_title": self.figure_title,
+                "image_type": self.image_type, "network": self.network,
+                "engine": self.engine, "subjects": list(self.subjects),
+                "rois": list(self.rois), "labels": list(self.labels),
+                "layers": list(self.all_layers),
+                "layer_sets": None if self.layer_sets is None else
+                {name: list(ls) for name, ls in self.layer_sets.items()},
+                "iterations": self.iterations, "options": plain_values(self.options)}
+
     def layers_of(self, layer_set: Optional[str]) -> tuple:
         """The layers of one job: of its layer set, or :attr:`layers`."""
         return tuple(self.layers) if layer_set is None else tuple(self.layer_sets[layer_set])
+
+
+def plain_values(value: Any) -> Any:
+    """Options as plain JSON/pickle values: arrays and numpy scalars become lists/numbers."""
+    import numpy as np
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Mapping):
+        return {k: plain_values(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain_values(v) for v in value)
+    return value
 
 
 def find_script(script: PathLike, root: Optional[PathLike] = None) -> Path:
