@@ -959,7 +959,9 @@ def ensure_files(script_name: Optional[str] = None, names: Sequence[str] = (),
                  data_dir: "PathLike" = DEFAULT_DATA_DIR, net_dir: "PathLike" = DEFAULT_NET_DIR,
                  pytorch: bool = False, assume_yes: Optional[bool] = None,
                  progress: bool = True, timeout: float = 60.0,
-                 stdin: Optional[TextIO] = None, stderr: Optional[TextIO] = None) -> List[str]:
+                 stdin: Optional[TextIO] = None, stderr: Optional[TextIO] = None,
+                 expected: Optional[Dict[str, List[Path]]] = None,
+                 command_args: str = "") -> List[str]:
     """Make sure a script's files (and/or the named items) are present; fetch what is not.
 
     Parameters
@@ -997,7 +999,7 @@ def ensure_files(script_name: Optional[str] = None, names: Sequence[str] = (),
     stdin = stdin if stdin is not None else sys.stdin
     stderr = stderr if stderr is not None else sys.stderr
     items: List[str] = []
-    expected: Dict[str, List[Path]] = {}
+    expected = dict(expected or {})
     if script_name is not None:
         items += files_for_script(script_name, subjects, layers, rois)
         expected = _expected_feature_files(script_name, subjects, layers, rois, data_dir, labels)
@@ -1012,6 +1014,8 @@ def ensure_files(script_name: Optional[str] = None, names: Sequence[str] = (),
         for flag, value in (("--subjects", subjects), ("--layers", layers), ("--rois", rois)):
             if value:
                 extra.append(f"{flag} {','.join(_as_list(value))}")
+    if command_args:
+        extra.append(command_args)
     if pytorch:
         extra.append("--pytorch")
     script_items = set(files_for_script(script_name, subjects, layers, rois)) \
@@ -1053,6 +1057,73 @@ def ensure_files(script_name: Optional[str] = None, names: Sequence[str] = (),
                       timeout=timeout, manifest=manifest)
         fetched.append(item)
     return fetched
+
+
+def items_for_plan(plan, data_dir: "PathLike" = DEFAULT_DATA_DIR,
+                   features_dir: Optional["PathLike"] = None) -> List[str]:
+    """The download items a run needs, from its plan (:class:`icnn_torch.config.RunPlan`).
+
+    ``vgg19``; ``generator`` and ``fc7_bounds`` exactly when the engine optimises the
+    generator input; the mean file; the std file of the plan's network; and, when the
+    features are read from the published tree (``features_dir`` None or
+    ``data_dir/decodedfeatures``), one decoded-feature zip per subject and layer.
+    """
+    items = ["vgg19"] + (["generator", "fc7_bounds"] if plan.uses_generator else [])
+    items += [IMAGE_MEAN_FILENAME, FEAT_STD_FILENAMES[plan.network]]
+    if _is_published_tree(data_dir, features_dir):
+        items += [decoded_feature_zip_name(plan.image_type, plan.network, layer, subject)
+                  for subject in plan.subjects for layer in plan.all_layers]
+    return items
+
+
+def _is_published_tree(data_dir, features_dir) -> bool:
+    return features_dir is None or \
+        Path(features_dir).resolve() == Path(data_dir, "decodedfeatures").resolve()
+
+
+def ensure_plan_files(plan, *, data_dir: "PathLike" = DEFAULT_DATA_DIR,
+                      net_dir: "PathLike" = DEFAULT_NET_DIR,
+                      features_dir: Optional["PathLike"] = None, script_arg: str = "",
+                      pytorch: bool = False, assume_yes: Optional[bool] = None,
+                      progress: bool = True, timeout: float = 60.0,
+                      stdin: Optional[TextIO] = None,
+                      stderr: Optional[TextIO] = None) -> List[str]:
+    """Make sure every file of a run plan is present; fetch what is not (see
+    :func:`ensure_files` for ``assume_yes`` and the streams).
+
+    Parameters
+    ----------
+    plan : icnn_torch.config.RunPlan
+    features_dir : path, optional
+        The decoded-feature tree the run reads (default ``data_dir/decodedfeatures``, the
+        published one, whose zips are downloaded); another tree is only checked.
+    script_arg : str
+        How the user named the script, for the download command in error messages.
+    """
+    items = items_for_plan(plan, data_dir, features_dir)
+    published = _is_published_tree(data_dir, features_dir)
+    root = Path(data_dir, "decodedfeatures") if published else Path(features_dir)
+    expected: Dict[str, List[Path]] = {}
+    for subject in plan.subjects:
+        for layer in plan.all_layers:
+            files = [decoded_feature_path(root.parent, plan.image_type, plan.network, layer,
+                                          subject, roi, label)
+                     if published else
+                     Path(root, plan.image_type, plan.network, layer, subject, roi,
+                          f"{plan.image_type}-{plan.network}-{layer}-{subject}-{roi}-{label}.mat")
+                     for roi in plan.rois for label in plan.labels]
+            if published:
+                expected[decoded_feature_zip_name(plan.image_type, plan.network, layer,
+                                                  subject)] = files
+            else:
+                absent = [f for f in files if not f.is_file()]
+                if absent:
+                    raise MissingDataError(absent, "(none: this decoded-feature tree is not "
+                                           "the published one; decode the features into it)")
+    args = f"--script {script_arg}" if script_arg else ""
+    return ensure_files(None, items, data_dir=data_dir, net_dir=net_dir, pytorch=pytorch,
+                        assume_yes=assume_yes, progress=progress, timeout=timeout,
+                        stdin=stdin, stderr=stderr, expected=expected, command_args=args)
 
 
 # --------------------------------------------------------------------------- CLI
