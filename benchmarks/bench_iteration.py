@@ -53,7 +53,8 @@ sys.path.insert(0, str(HERE))
 from _common import (add_malloc_argument, apply_malloc, iteration_table, machine_info,  # noqa: E402
                      sync, write_json)
 
-from icnn_torch import icnn_dgn_gd, icnn_dgn_lbfgs, icnn_gd, icnn_lbfgs, optim_lbfgs  # noqa: E402
+from icnn_torch import icnn_dgn_gd, icnn_dgn_lbfgs, icnn_gd, icnn_lbfgs  # noqa: E402
+from icnn_torch.recon import lbfgs as optim_lbfgs  # noqa: E402
 from icnn_torch.models import VGG19, VGG19_LAYERS, DeePSiMGenerator, center_crop  # noqa: E402
 
 GOAL = 1.10

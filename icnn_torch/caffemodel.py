@@ -23,10 +23,12 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from .errors import IcnnTorchError
+
 __all__ = ["CaffeModelError", "CaffeLayer", "read_caffemodel", "V1_LAYER_TYPES"]
 
 
-class CaffeModelError(ValueError):
+class CaffeModelError(IcnnTorchError, ValueError):
     """A file that is not a readable Caffe ``.caffemodel`` (or does not fit a net)."""
 
 

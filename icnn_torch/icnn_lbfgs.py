@@ -1,28 +1,29 @@
 """Reconstruct images from CNN features by L-BFGS-B on the pixels.
 
-The PyTorch counterpart of the original ``icnn.icnn_lbfgs`` (SPEC section 5.1), used by
-scripts 2-7: scipy's L-BFGS-B on the flattened Caffe-space image, boxed to
-[-mean_c, 255 - mean_c] per channel (0..255 in RGB terms).
+The PyTorch counterpart of the original ``icnn.icnn_lbfgs``, used by scripts 2-7: scipy's
+L-BFGS-B on the flattened Caffe-space image, boxed to [-mean_c, 255 - mean_c] per channel
+(0..255 in RGB terms).
 """
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
-from . import _engine
-from .optim_lbfgs import run_lbfgs
-from .param import pixel_bounds
-from .reporting import save_image_atomic
+from .recon.lbfgs import run_lbfgs
+from .recon.param import caffe_to_rgb, initial_pixels, pixel_bounds
+from .recon.problem import problem
+from .recon.progress import display_period
+from .recon.snapshots import Snapshots
+from .utils import normalise_img
 
 __all__ = ["reconstruct_image"]
 
 
 def reconstruct_image(features, net, layer_weight=None, channel=None, mask=None,
                       initial_image=None, loss_type: str = "l2", maxiter: int = 500,
-                      disp=None, save_intermediate: bool = False, save_intermediate_every: int = 1,
-                      save_intermediate_path=None, device=None):
+                      disp=True, save_intermediate: bool = False, save_intermediate_every: int = 1,
+                      save_intermediate_path=None, save_intermediate_ext: str = "jpg",
+                      save_intermediate_postprocess=normalise_img, device=None):
     """Reconstruct image(s) whose features match ``features``, by pixel L-BFGS-B.
 
     Parameters
@@ -34,56 +35,49 @@ def reconstruct_image(features, net, layer_weight=None, channel=None, mask=None,
     layer_weight, channel, mask, loss_type
         As in :func:`icnn_torch.icnn_gd.reconstruct_image`.
     initial_image : ndarray, optional
-        HxWx3 (or BxHxWx3) RGB 0..255; default uniform random integers 0..255. The
-        scripts start from the flat mean-colour image.
+        HxWx3 (or BxHxWx3) RGB 0..255; default uniform random integers 0..255 (numpy's
+        global generator). The scripts start from the flat mean-colour image.
     maxiter : int
         Maximum number of L-BFGS iterations (default 500; the scripts use 200).
     disp : bool, int or None
-        True: print ``iter=N; err=V;`` every iteration; an int N: every N iterations;
-        False: silent; None (default): a progress bar on a terminal, else lines.
-    save_intermediate, save_intermediate_every, save_intermediate_path
-        Save ``initial_img.png`` and ``%05d.jpg`` snapshots, one per function evaluation
-        numbered from 00000.
+        True (default): print ``iter=N; err=V;`` every L-BFGS iteration (the original
+        passed ``disp`` to scipy, whose own report SciPy >= 1.15 no longer prints); an int
+        N: every N iterations; None: a bar on an interactive terminal, else lines; False:
+        silent.
+    save_intermediate, save_intermediate_every, save_intermediate_path, save_intermediate_ext,
+    save_intermediate_postprocess
+        Save ``initial_img.png`` and ``%05d.<ext>`` snapshots, one per function evaluation
+        numbered from 00000 (default folder ``./recon_img_lbfgs_snapshots<timestamp>``).
     device : str or torch.device, optional
         Default: the net's device.
 
     Returns
     -------
-    img : ndarray, (H, W, 3) or (B, H, W, 3), float32
-        RGB, 0..255 scale with the mean added back.
-    loss_list : ndarray (n_evaluations,), or a list of them for a batch
+    img : ndarray, (H, W, 3) or (B, H, W, 3), float64
+        RGB, 0..255 scale with the mean added back: scipy's float64 ``res.x``, as the
+        original returns it.
+    loss_list : ndarray (n_evaluations,) float64, or a list of them for a batch
         The loss of every function evaluation (longer than ``maxiter``).
     """
-    s = _engine.setup(features, net, device, layer_weight, channel, mask, loss_type)
-    x0, rgb0 = _engine.initial_pixels(initial_image, s)
-    shape = (1,) + tuple(x0.shape[1:])
+    s = problem(features, net, device, layer_weight, channel, mask, loss_type)
+    x0, rgb0 = initial_pixels(initial_image, s.batch, s.input_size, s.img_mean, s.device)
+    shape = (1, 3) + s.input_size
     lower, upper = pixel_bounds(s.img_mean, shape[1:])
-    dirs = _engine.snapshot_dirs(save_intermediate, save_intermediate_path, s.batch, "icnn_lbfgs")
+    snaps = Snapshots("icnn_lbfgs", save_intermediate, save_intermediate_path, s.batch,
+                      save_intermediate_every, save_intermediate_ext, save_intermediate_postprocess)
     images, losses = [], []
     for b in range(s.batch):
-        if dirs is not None:
-            save_image_atomic(np.uint8(np.clip(rgb0[b], 0, 255)), os.path.join(dirs[b], "initial_img.png"))
-        write = _engine.snapshot_writer(None if dirs is None else [dirs[b]],
-                                        save_intermediate_every, s.img_mean, offset=0)
-        reporter = s.reporter(maxiter, _disp_every(disp), "icnn_lbfgs")
-        reporter.batch = 1
+        one = snaps.only(b)
+        one.initial_image(rgb0[b:b + 1], "initial_img.png")
+        reporter = s.reporter(maxiter, display_period(disp), "icnn_lbfgs", batch=1)
         try:
             res = run_lbfgs(x0[b].cpu().numpy(), shape, lambda v: v, s.objective.select(b), net,
-                            lower, upper, maxiter, s.device, reporter=reporter, on_evaluation=write)
+                            lower, upper, maxiter, s.device, reporter=reporter,
+                            on_evaluation=lambda k, image: one.step(k, image, s.img_mean))
         finally:
             reporter.close()
-        images.append(res.variable.reshape(shape).astype(np.float32))
+        images.append(res.variable.reshape(shape))
         losses.append(res.losses)
-    img = _engine.to_rgb_images(np.concatenate(images), s.img_mean)
+    img = caffe_to_rgb(np.concatenate(images), s.img_mean)
     return (img, losses) if s.batched else (img[0], losses[0])
 
-
-def _disp_every(disp):
-    """Map the original's boolean ``disp`` onto the reporter's ``disp_every``."""
-    if disp is None:
-        return None
-    if disp is True:
-        return 1
-    if disp is False:
-        return 0
-    return int(disp)

@@ -23,7 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._util import atomic_output
 from .caffemodel import CaffeModelError, read_caffemodel
+from .errors import DamagedFileError, MissingDataError
 from .data import IMAGENET_MEAN_BGR
 
 __all__ = [
@@ -319,8 +321,28 @@ def _load_or_convert(module: nn.Module, path: str, tag: str, cache: bool,
                      aliases: Mapping[str, str] | None) -> None:
     """Load ``module``'s weights from a caffemodel (with a state_dict cache) or a .pt file."""
     if not os.path.exists(path):
-        raise FileNotFoundError(f"weight file {path} not found; download it with "
-                                f"`python -m icnn_torch.download {tag}`")
+        raise MissingDataError(path, f"python -m icnn_torch.download {tag}")
+    try:
+        _read_weights(module, path, tag, cache, aliases)
+    except CaffeModelError as err:
+        raise CaffeModelError(f"{err}; replace the file with: "
+                              f"python -m icnn_torch.download --verify {tag}") from err
+    _check_finite(module, path, tag)
+
+
+def _check_finite(module: nn.Module, path: str, tag: str) -> None:
+    """Refuse weights with NaN or infinite values (a damaged file of the right size)."""
+    for name in _learned_layers(module):
+        layer = getattr(module, name)
+        for kind in ("weight", "bias"):
+            if not bool(torch.isfinite(getattr(layer, kind)).all()):
+                raise DamagedFileError(path, f"layer {name!r} has non-finite {kind} values "
+                                       "(NaN or inf)",
+                                       f"python -m icnn_torch.download --verify {tag}")
+
+
+def _read_weights(module: nn.Module, path: str, tag: str, cache: bool,
+                  aliases: Mapping[str, str] | None) -> None:
     if not path.endswith(".caffemodel"):
         state = torch.load(path, map_location="cpu", weights_only=True)
         if isinstance(state, nn.Module):  # a pickled module instead of a state_dict
@@ -350,14 +372,11 @@ def _load_or_convert(module: nn.Module, path: str, tag: str, cache: bool,
 
 
 def _save_cache(module: nn.Module, cached: str) -> None:
-    tmp = f"{cached}.tmp{os.getpid()}"
     try:
-        torch.save({k: v for k, v in module.state_dict().items()}, tmp)
-        os.replace(tmp, cached)
+        with atomic_output(cached) as tmp:
+            torch.save(dict(module.state_dict()), tmp)
     except OSError as exc:  # read-only folder: fine, just slower next time
         warnings.warn(f"could not cache converted weights at {cached}: {exc}")
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def load_vgg19(path: str | os.PathLike, variant: str = "relu",

@@ -14,10 +14,11 @@ import scipy.ndimage
 import torch
 
 from .data import IMAGENET_MEAN_BGR
+from .features import net_device
 
 __all__ = [
     "IMAGENET_MEAN_BGR", "img_preprocess", "img_deprocess", "normalise_img",
-    "clip_extreme_value", "clip_small_norm", "clip_small_contribution", "image_norm",
+    "clip_extreme_value", "clip_small_norm_pixel", "clip_small_contribution_pixel", "image_norm",
     "gaussian_blur", "p_norm", "TV_norm", "estimate_cnn_feat_std", "get_cnn_features",
     "sort_layer_list", "create_feature_masks",
 ]
@@ -67,7 +68,7 @@ def image_norm(img: np.ndarray) -> np.ndarray:
     return np.sqrt(np.sum(np.asarray(img) ** 2, axis=0))
 
 
-def clip_small_norm(img: np.ndarray, pct: float = 1) -> np.ndarray:
+def clip_small_norm_pixel(img: np.ndarray, pct: float = 1) -> np.ndarray:
     """Zero the pixels (3xHxW) whose channel norm is below its ``pct`` percentile."""
     norm = image_norm(img)
     img = np.array(img, copy=True)
@@ -75,7 +76,7 @@ def clip_small_norm(img: np.ndarray, pct: float = 1) -> np.ndarray:
     return img
 
 
-def clip_small_contribution(img: np.ndarray, grad: np.ndarray, pct: float = 1) -> np.ndarray:
+def clip_small_contribution_pixel(img: np.ndarray, grad: np.ndarray, pct: float = 1) -> np.ndarray:
     """Zero the pixels whose channel norm of ``img * grad`` is below its ``pct`` percentile."""
     contribution = image_norm(np.asarray(img) * np.asarray(grad))
     img = np.array(img, copy=True)
@@ -120,22 +121,26 @@ def tv_norm_torch(x: torch.Tensor, beta: float) -> torch.Tensor:
     return torch.where(sq > 0, sq.clamp_min(1e-10) ** (beta / 2.0), torch.zeros_like(sq)).sum()
 
 
-def estimate_cnn_feat_std(cnn_feat: np.ndarray) -> float:
+def estimate_cnn_feat_std(cnn_feat: np.ndarray) -> np.floating:
     """Scale of one layer's features, as the original scripts estimate it.
 
     Conv/pool features (C, H, W) with H or W > 1: the mean over channels of each channel's
     standard deviation. fc features ((N,), (1, N), or (C, 1, 1)): the plain standard
-    deviation. Population std (ddof 0), no centring beyond the std's own.
-    A leading batch axis of size 1 ((1, C, H, W)) is accepted.
+    deviation. Population std (ddof 0). As the original, in the features' own precision:
+    float32 features give a float32 value (the per-channel stds are kept as float32 and
+    averaged). A leading batch axis of size 1 ((1, C, H, W)) is accepted.
     """
-    feat = np.asarray(cnn_feat, dtype=np.float64)
+    feat = np.asarray(cnn_feat)
+    if feat.dtype.kind != "f":
+        feat = feat.astype(np.float64)
     if feat.ndim == 4 and feat.shape[0] == 1:
         feat = feat[0]
     if feat.ndim == 1 or (feat.ndim == 2 and feat.shape[0] == 1) or \
             (feat.ndim == 3 and feat.shape[1] == 1 and feat.shape[2] == 1):
-        return float(np.std(feat))
+        return np.std(feat)
     if feat.ndim == 3:
-        return float(np.mean(feat.reshape(feat.shape[0], -1).std(axis=1)))
+        per_channel = np.array([np.std(channel) for channel in feat], dtype=feat.dtype)
+        return np.mean(per_channel)
     raise ValueError(f"cannot estimate the std of features shaped {feat.shape}; expected "
                      "(C, H, W) for conv/pool layers or (N,) / (1, N) for fc layers")
 
@@ -232,8 +237,7 @@ def get_cnn_features(net, img: np.ndarray, layer_list: Iterable[str],
     layer_list = list(layer_list)
     mean = getattr(net, "img_mean", IMAGENET_MEAN_BGR) if img_mean is None else img_mean
     x = torch.from_numpy(img_preprocess(img, mean))[None]
-    device = next((p.device for p in net.parameters()), torch.device("cpu")) \
-        if hasattr(net, "parameters") else torch.device("cpu")
+    device = net_device(net)
     with torch.no_grad():
         feats = net(x.to(device), layer_list)
     return {name: feats[name][0].detach().cpu().numpy() for name in layer_list}

@@ -220,6 +220,6 @@ def generator_image(gen, z: np.ndarray, img_mean) -> np.ndarray:
     """crop(G(z)) of one z as an RGB image with the mean added, (224, 224, 3) float32."""
     device = next(iter(gen.parameters())).device
     with torch.no_grad():
-        x = center_crop(gen(torch.tensor(z, device=device).view(1, -1)))[0].cpu().numpy()
+        x = center_crop(gen(torch.tensor(z, dtype=torch.float32, device=device).view(1, -1)))[0].cpu().numpy()
     rgb = x[::-1].transpose(1, 2, 0) + np.asarray(img_mean, np.float32)[::-1]
     return np.ascontiguousarray(rgb, dtype=np.float32)

@@ -31,7 +31,7 @@ def test_icnn_lbfgs_recovers_photo_from_true_conv_features(device):
     corr = pixel_correlation(img, photo)
     print(f"\nicnn_lbfgs, VGG19 conv1_1..conv5_4, maxiter 200: {len(losses)} evaluations, "
           f"loss {losses[0]:.4g} -> {losses[-1]:.4g}, pixel correlation {corr:.4f}")
-    assert img.shape == (224, 224, 3) and img.dtype == np.float32
+    assert img.shape == (224, 224, 3) and img.dtype == np.float64  # scipy's res.x, as the original
     assert corr >= 0.95
     assert losses[-1] < 1e-4 * losses[0]
     # the pixel box [0, 255] holds (in Caffe space [-mean_c, 255 - mean_c])

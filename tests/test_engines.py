@@ -28,7 +28,8 @@ from _engine_helpers import (CountingEncoder, RecordingGenerator, draw_latent, e
                              tiny_encoder)
 from icnn_torch import icnn_dgn_gd, icnn_dgn_lbfgs, icnn_gd, icnn_lbfgs
 from icnn_torch.models import center_crop
-from icnn_torch.param import gaussian_blur_torch
+from icnn_torch.recon.objective import build_feature_loss
+from icnn_torch.recon.transforms import gaussian_blur_torch
 from icnn_torch.utils import img_deprocess, img_preprocess
 
 ITER_LINE = re.compile(r"^iter=(\d+); err=([^;]+);$")
@@ -207,9 +208,20 @@ def test_icnn_gd_schedule_stops_one_step_short_of_its_end(device):
 
 
 def test_icnn_dgn_gd_step_order_bounds_and_returned_latent(device):
-    """Three iterations recomputed by hand: g/mean|g| -> momentum -> step -> decay -> clip.
-    The returned z is the last *evaluated* one (z_2, before the third update), its image
-    is crop(G(z_2)), and the last loss is the loss at z_2."""
+    """Three iterations, each update recomputed here from the z the engine evaluated:
+    g/mean|g| -> momentum -> step -> decay -> clip to [0, upper]. The returned z is the last
+    *evaluated* one (z_2, before the third update), its image is crop(G(z_2)), and each
+    recorded loss is the loss at the z of its iteration.
+
+    Why step by step: this generator's float32 gradient with respect to z is good to about
+    5e-4 only (its Jacobian cancels most of the image gradient), so two float32 runs of the
+    same iterations that round differently (another CPU, another thread count) drift apart
+    by more than the float32 rounding of one step. Each step is therefore recomputed from
+    the engine's own z_t, with the gradient the engine's objective gives at z_t (the same
+    computation in the same process), in float64; what remains is the float32 rounding of
+    the engine's update, a few operations on values of at most max|z_t| + lr*max|delta|.
+    The losses are compared with an independent loss at the engine's z_t: they differ by
+    the float32 summation order only (rtol 1e-5 for 2e5 terms)."""
     net = tiny_encoder(device, size=224)
     gen = random_generator(str(device))
     upper = fc7_upper_bounds()
@@ -218,34 +230,38 @@ def test_icnn_dgn_gd_step_order_bounds_and_returned_latent(device):
     weights = {"c1": 0.3, "c2": 0.5, "fc": 0.2}
     z0 = np.random.default_rng(9).normal(1.0, 1.0, 4096).astype(np.float32)  # partly out of bounds
     n, lr, mom, decay = 3, 2.0, 0.9, 0.01
+    recording = RecordingGenerator(gen)
     img, losses, z_ret = icnn_dgn_gd.reconstruct_image(
-        targets, net, gen, layer_weight=weights, initial_gen_feat=z0, feat_upper_bound=upper,
-        feat_lower_bound=0.0, iter_n=n, lr_start=lr, lr_end=lr, momentum_start=mom,
-        momentum_end=mom, decay_start=decay, decay_end=decay, disp_every=0, return_gen_feat=True)
+        targets, net, recording, layer_weight=weights, initial_gen_feat=z0,
+        feat_upper_bound=upper, feat_lower_bound=0.0, iter_n=n, lr_start=lr, lr_end=lr,
+        momentum_start=mom, momentum_end=mom, decay_start=decay, decay_end=decay,
+        disp_every=0, return_gen_feat=True)
+    seen = [z.reshape(-1) for z in recording.seen]
+    assert len(seen) == n
+    np.testing.assert_array_equal(seen[0], z0)
 
-    objective = l2_objective(net, targets, weights)
-    z = z0.astype(np.float64)
-    delta = np.zeros_like(z)
-    evaluated, expected_losses = [], []
+    engine_objective, _ = build_feature_loss(targets, net, device, layer_weight=weights)
+    independent = l2_objective(net, targets, weights)
+    delta = np.zeros(4096)
     for t in range(n):
-        zt = torch.tensor(z[None], dtype=torch.float32, device=device, requires_grad=True)
-        loss = objective(center_crop(gen(zt))).sum()
+        zt = torch.tensor(seen[t][None], device=device, requires_grad=True)
+        loss = engine_objective(net(center_crop(gen(zt)), engine_objective.layers)).sum()
         (g,) = torch.autograd.grad(loss, zt)
-        evaluated.append(z.copy())
-        expected_losses.append(float(loss.detach()))
+        with torch.no_grad():
+            expected = float(independent(center_crop(gen(zt.detach()))))
+        assert float(losses[t]) == pytest.approx(expected, rel=1e-5)
         g = g[0].cpu().numpy().astype(np.float64)
-        g = g / np.mean(np.abs(g))
-        delta = mom * delta + g
-        z = np.clip((1 - decay) * (z - lr * delta), 0.0, upper)
-    np.testing.assert_allclose(losses, expected_losses, rtol=1e-5)
-    np.testing.assert_allclose(z_ret, evaluated[-1], atol=1e-4 * np.abs(evaluated[-1]).max())
-    assert np.all(z_ret >= 0) and np.all(z_ret <= upper + 1e-6)
-    assert not np.allclose(z_ret, z, atol=1e-3)  # not the final (never evaluated) update
+        delta = mom * delta + g / np.mean(np.abs(g))
+        step = seen[t] - lr * delta
+        predicted = np.clip((1 - decay) * step, 0.0, upper)
+        if t + 1 < n:
+            # float32 rounding of the engine's update: 8 roundings of the largest magnitude
+            atol = 8 * np.finfo(np.float32).eps * float(np.abs(seen[t]).max() + lr * np.abs(delta).max())
+            np.testing.assert_allclose(seen[t + 1], predicted, rtol=0, atol=atol)
+    np.testing.assert_array_equal(z_ret, seen[-1])  # the last evaluated z, not the update after it
+    assert np.all(z_ret >= 0) and np.all(z_ret <= upper)
+    assert not np.allclose(z_ret, predicted, atol=1e-3)
     np.testing.assert_allclose(img, generator_image(gen, z_ret, net.img_mean), atol=1e-2)
-    # the returned z reproduces the last recorded loss
-    with torch.no_grad():
-        last = objective(center_crop(gen(torch.tensor(z_ret, device=device)[None])))
-    assert float(last) == pytest.approx(float(losses[-1]), rel=1e-5)
 
 
 def test_icnn_dgn_gd_single_iteration_returns_the_start(device):
@@ -284,7 +300,7 @@ def test_icnn_gd_blur_alone_applies_scipy_filter(device):
     np.testing.assert_allclose(img_preprocess(img, net.img_mean), expected, atol=1e-3)
 
 
-def jitter_shifts(device, iter_n: int, jitter_size: int, seed: int) -> list[tuple[int, int]]:
+def jitter_shifts(device, iter_n: int, jitter_size: int, seed: int | None) -> list[tuple[int, int]]:
     """The (dy, dx) roll icnn_gd applies in each iteration, read off its losses.
 
     The encoder is the identity, the start image is zero but for one marked pixel and the
@@ -317,7 +333,7 @@ def jitter_shifts(device, iter_n: int, jitter_size: int, seed: int) -> list[tupl
     return shifts
 
 
-def test_icnn_gd_jitter_rolls_image_and_momentum_and_undoes_the_roll(device):
+def test_icnn_gd_jitter_option_rolls_image_and_momentum_and_undoes_the_roll(device):
     # 1. each iteration evaluates the image rolled by up to +-jitter_size px (seeded)
     shifts = jitter_shifts(device, iter_n=4, jitter_size=8, seed=3)
     assert len(set(shifts)) > 1
@@ -334,7 +350,8 @@ def test_icnn_gd_jitter_rolls_image_and_momentum_and_undoes_the_roll(device):
     img, losses = icnn_gd.reconstruct_image(
         targets, net, iter_n=n, image_jitter=True, jitter_size=8, seed=3, image_blur=False,
         disp_every=0, initial_image=x0, layer_weight=weights, lr_start=1.5, lr_end=0.5,
-        momentum_start=0.9, momentum_end=0.9, decay_start=0.1, decay_end=0.1)
+        momentum_start=0.9, momentum_end=0.9, decay_start=0.1, decay_end=0.1,
+        jitter_rolls_momentum=True)
     objective = l2_objective(net, targets, weights)
     x = img_preprocess(x0, net.img_mean).astype(np.float64)
     delta = np.zeros_like(x)
@@ -352,6 +369,72 @@ def test_icnn_gd_jitter_rolls_image_and_momentum_and_undoes_the_roll(device):
         delta = np.roll(ds, (-dy, -dx), (1, 2))
     expected = img_deprocess(x, net.img_mean)
     np.testing.assert_allclose(img, expected, atol=1e-3 * np.abs(expected).max())
+
+
+def test_icnn_gd_jitter_default_handles_the_momentum_as_the_original(device):
+    """By default the roll back is the original's: the gradient is taken out of the
+    momentum buffer, the buffer rolled back, and the gradient added in again unrolled
+    (so it stays in the frame of the shifted image)."""
+    shifts = jitter_shifts(device, iter_n=4, jitter_size=8, seed=5)
+    net = tiny_encoder(device, size=SIZE)
+    targets = true_targets(net, random_rgb(47))
+    weights = {"c1": 0.3, "c2": 0.5, "fc": 0.2}
+    x0 = random_rgb(48)
+    n = 4
+    img, losses = icnn_gd.reconstruct_image(
+        targets, net, iter_n=n, image_jitter=True, jitter_size=8, seed=5, image_blur=False,
+        disp_every=0, initial_image=x0, layer_weight=weights, lr_start=1.5, lr_end=0.5,
+        momentum_start=0.9, momentum_end=0.9, decay_start=0.1, decay_end=0.1)
+    objective = l2_objective(net, targets, weights)
+    x = img_preprocess(x0, net.img_mean).astype(np.float64)
+    delta = np.zeros_like(x)
+    for t, (dy, dx) in enumerate(shifts):
+        xs = np.roll(x, (dy, dx), (1, 2))
+        ds = np.roll(delta, (dy, dx), (1, 2))
+        xt = torch.tensor(xs[None], dtype=torch.float32, device=device, requires_grad=True)
+        loss = objective(xt).sum()
+        assert float(loss.detach()) == pytest.approx(float(losses[t]), rel=1e-5)
+        (g,) = torch.autograd.grad(loss, xt)
+        g = g[0].cpu().numpy().astype(np.float64)
+        g = g / np.mean(np.abs(g))
+        ds = 0.9 * ds + g
+        xs = xs - lin(1.5, 0.5, n, t) * ds
+        x = (1 - 0.1) * np.roll(xs, (-dy, -dx), (1, 2))
+        delta = np.roll(ds - g, (-dy, -dx), (1, 2)) + g
+    expected = img_deprocess(x, net.img_mean)
+    np.testing.assert_allclose(img, expected, atol=1e-3 * np.abs(expected).max())
+
+
+def test_icnn_gd_draws_the_originals_random_numbers_in_its_order(device):
+    """A seeded run draws from numpy's global generator what the original draws, in its
+    order: the regulariser's noise image (always), the random start image, then one
+    (ox, oy) jitter shift per iteration; so it leaves the generator in the same state."""
+    from icnn_torch.features import FeatureExtractor
+
+    net = FeatureExtractor(torch.nn.Sequential(torch.nn.Identity()), {"img": "0"},
+                           input_size=(SIZE, SIZE))
+    iter_n, jitter = 3, 4
+    np.random.seed(2024)
+    np.random.randint(0, 256, (SIZE, SIZE, 3))  # the noise image of the regulariser scale
+    start = np.random.randint(0, 256, (SIZE, SIZE, 3))
+    shifts = [tuple(np.random.randint(-jitter, jitter + 1, 2)) for _ in range(iter_n)]
+    after = np.random.randint(0, 2 ** 31)
+    target = np.zeros((3, SIZE, SIZE), np.float32)
+    np.random.seed(2024)
+    img, losses = icnn_gd.reconstruct_image(
+        {"img": target}, net, iter_n=iter_n, image_jitter=True, jitter_size=jitter,
+        lr_start=0, lr_end=0, decay_start=0, decay_end=0, image_blur=False, disp_every=0,
+        device=device)
+    assert np.random.randint(0, 2 ** 31) == after
+    np.testing.assert_allclose(img, start, atol=1e-3)  # lr 0: the drawn start, rolled back
+    # the shifts themselves, read off the losses (start image given: noise, then shifts)
+    np.random.seed(77)
+    np.random.randint(0, 256, (SIZE, SIZE, 3))
+    expected = [tuple(int(v) for v in np.random.randint(-jitter, jitter + 1, 2))[::-1]
+                for _ in range(iter_n)]
+    np.random.seed(77)
+    assert jitter_shifts(device, iter_n=iter_n, jitter_size=jitter, seed=None) == expected
+    assert len(set(expected)) > 1
 
 
 def test_icnn_gd_jitter_still_reconstructs(device):
@@ -382,12 +465,16 @@ def tv_numpy(x: np.ndarray, beta: float) -> float:
 
 
 @pytest.mark.parametrize("reg", ["p_norm", "TV"])
-def test_icnn_gd_regularisers_enter_the_error_and_shrink_their_norm(reg, device):
+def test_icnn_gd_regularisers_enter_the_error_and_shrink_their_norm(reg, device, capsys):
+    """The regulariser enters the printed error (``iter=1; err=...``) and the momentum, not
+    the loss list (the feature loss, as the original records it). Its scale is
+    ``(||noise|| / 2)^2`` of a noise image drawn from numpy's global generator before
+    anything else (the original's), or the expected value with ``regulariser_noise=False``."""
     net = tiny_encoder(device, size=SIZE)
     targets = true_targets(net, random_rgb(18))
     weights = {"c1": 0.3, "c2": 0.5, "fc": 0.2}
     x0 = random_rgb(19)
-    common = dict(layer_weight=weights, initial_image=x0, iter_n=20, disp_every=0)
+    common = dict(layer_weight=weights, initial_image=x0, iter_n=20, disp_every=1)
     if reg == "p_norm":
         opts = dict(use_p_norm_reg=True, p=3, lamda_start=0.7, lamda_end=0.7)
         norm = lambda x: float(np.sum(np.abs(x) ** 3))  # noqa: E731
@@ -396,15 +483,23 @@ def test_icnn_gd_regularisers_enter_the_error_and_shrink_their_norm(reg, device)
         opts = dict(use_TV_norm_reg=True, TVbeta=2, TVlamda_start=0.6, TVlamda_end=0.6)
         norm = lambda x: tv_numpy(x, 2.0)  # noqa: E731
         weight = 0.6
-    img_reg, loss_reg = icnn_gd.reconstruct_image(targets, net, **opts, **common)
-    img_plain, loss_plain = icnn_gd.reconstruct_image(targets, net, **common)
     x0c = img_preprocess(x0, net.img_mean).astype(np.float64)
     with torch.no_grad():
         feat_loss0 = float(l2_objective(net, targets, weights)(
             torch.tensor(x0c[None], dtype=torch.float32, device=device)))
-    scale = uniform_image_scale(x0c.shape)
+    np.random.seed(61)
+    noise = np.random.randint(0, 256, (SIZE, SIZE, 3))  # what the original draws first
+    noise_scale = float(np.linalg.norm(noise) / 2.0) ** 2
+    for regulariser_noise, scale in ((True, noise_scale), (False, uniform_image_scale(x0c.shape))):
+        np.random.seed(61)
+        img_reg, loss_reg = icnn_gd.reconstruct_image(
+            targets, net, **opts, **common, regulariser_noise=regulariser_noise)
+        first_err = parse_lines(capsys.readouterr().out)[0][1][0]
+        assert loss_reg[0] == pytest.approx(feat_loss0, rel=1e-5)
+        assert first_err == pytest.approx(feat_loss0 + weight * norm(x0c) / scale, rel=1e-5)
+    assert abs(noise_scale / uniform_image_scale(x0c.shape) - 1) < 0.05  # the two scales agree
+    img_plain, loss_plain = icnn_gd.reconstruct_image(targets, net, **common)
     assert loss_plain[0] == pytest.approx(feat_loss0, rel=1e-5)
-    assert loss_reg[0] == pytest.approx(feat_loss0 + weight * norm(x0c) / scale, rel=1e-5)
     assert norm(img_preprocess(img_reg, net.img_mean)) < 0.9 * norm(img_preprocess(img_plain, net.img_mean))
 
 
@@ -561,16 +656,17 @@ def test_icnn_gd_snapshots(device, tmp_path):
     x0 = random_rgb(34)
     img, _ = icnn_gd.reconstruct_image(targets, net, initial_image=x0, iter_n=5, disp_every=0,
                                        save_intermediate=True, save_intermediate_every=2,
-                                       save_intermediate_path=str(tmp_path / "a"))
+                                       save_intermediate_path=str(tmp_path / "a"),
+                                       save_intermediate_ext="png")
     names = sorted(p.name for p in (tmp_path / "a").iterdir())
-    assert names == ["00002.jpg", "00004.jpg", "initial_img.png"]
+    assert names == ["00002.png", "00004.png", "initial_img.png"]
     np.testing.assert_array_equal(read_rgb(tmp_path / "a" / "initial_img.png"),
                                   np.uint8(np.clip(x0, 0, 255)))
     img, _ = icnn_gd.reconstruct_image(targets, net, initial_image=x0, iter_n=3, disp_every=0,
                                        save_intermediate=True,
                                        save_intermediate_path=str(tmp_path / "b"))
     names = sorted(p.name for p in (tmp_path / "b").iterdir())
-    assert names == ["00001.jpg", "00002.jpg", "00003.jpg", "initial_img.png"]
+    assert names == ["00001.jpg", "00002.jpg", "00003.jpg", "initial_img.jpg"]  # the original's ext
     # the last snapshot is the returned image, min-max normalised (JPEG-compressed)
     assert_jpeg_of(tmp_path / "b" / "00003.jpg", minmax_uint8(img))
 
@@ -582,7 +678,7 @@ def test_icnn_gd_batch_snapshots_go_to_one_folder_per_image(device, tmp_path):
                               disp_every=0, save_intermediate=True, save_intermediate_path=str(tmp_path))
     for b in range(2):
         folder = tmp_path / f"image-{b:03d}"
-        assert sorted(p.name for p in folder.iterdir()) == ["00001.jpg", "00002.jpg", "initial_img.png"]
+        assert sorted(p.name for p in folder.iterdir()) == ["00001.jpg", "00002.jpg", "initial_img.jpg"]
 
 
 def test_icnn_lbfgs_snapshots_per_evaluation_from_zero(device, tmp_path):
@@ -602,29 +698,38 @@ def test_icnn_lbfgs_snapshots_per_evaluation_from_zero(device, tmp_path):
 
 @pytest.mark.parametrize("engine", ["icnn_dgn_gd", "icnn_dgn_lbfgs"])
 def test_generator_engine_snapshots(engine, device, tmp_path):
+    """The original's files: ``initial_gen_feat.mat`` (both), ``initial_img.jpg`` (GD only,
+    the start not normalised), the numbered snapshots, and ``final_gen_feat.mat`` holding
+    the returned z (variable ``final_gen_feat``)."""
     net = tiny_encoder(device, size=224)
     gen = random_generator(str(device))
     targets = true_targets(net, random_rgb(39, size=224))
     z0 = draw_latent(fc7_upper_bounds(), np.random.default_rng(40))
     if engine == "icnn_dgn_gd":
-        img, losses = icnn_dgn_gd.reconstruct_image(
+        img, losses, z = icnn_dgn_gd.reconstruct_image(
             targets, net, gen, initial_gen_feat=z0, iter_n=3, feat_upper_bound=fc7_upper_bounds(),
-            disp_every=0, save_intermediate=True, save_intermediate_path=str(tmp_path))
+            disp_every=0, save_intermediate=True, save_intermediate_path=str(tmp_path),
+            return_gen_feat=True)
         numbered = [f"{k:05d}.jpg" for k in range(1, 4)]
+        starts = ["initial_gen_feat.mat", "initial_img.jpg"]
         last = "00003.jpg"
     else:
-        img, losses = icnn_dgn_lbfgs.reconstruct_image(
+        img, losses, z = icnn_dgn_lbfgs.reconstruct_image(
             targets, net, gen, initial_gen_feat=z0, maxiter=2, disp=0, save_intermediate=True,
-            save_intermediate_path=str(tmp_path))
+            save_intermediate_path=str(tmp_path), return_gen_feat=True)
         numbered = [f"{k:05d}.jpg" for k in range(len(losses))]
+        starts = ["initial_gen_feat.mat"]
         last = None
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == numbered + ["initial_gen_feat.mat", "initial_img.jpg"]
+    assert names == numbered + ["final_gen_feat.mat"] + starts
     saved = scipy.io.loadmat(tmp_path / "initial_gen_feat.mat")["initial_gen_feat"].reshape(-1)
     np.testing.assert_allclose(saved, z0, rtol=1e-6)
+    final = scipy.io.loadmat(tmp_path / "final_gen_feat.mat")["final_gen_feat"].reshape(-1)
+    np.testing.assert_array_equal(final, z)
     start = generator_image(gen, z0, net.img_mean)
-    assert_jpeg_of(tmp_path / "initial_img.jpg", np.uint8(np.clip(start, 0, 255)))  # not normalised
-    if engine == "icnn_dgn_lbfgs":  # evaluation 0 is z0
+    if engine == "icnn_dgn_gd":
+        assert_jpeg_of(tmp_path / "initial_img.jpg", np.uint8(np.clip(start, 0, 255)))  # not normalised
+    else:  # evaluation 0 is z0
         assert_jpeg_of(tmp_path / numbered[0], minmax_uint8(start))
     if last is not None:  # the image of the last forward pass is the returned one
         assert_jpeg_of(tmp_path / last, minmax_uint8(img))
@@ -705,5 +810,5 @@ def test_default_snapshot_folder_is_created_in_the_working_directory(device, tmp
     icnn_gd.reconstruct_image(true_targets(net, random_rgb(45)), net, initial_image=random_rgb(46),
                               iter_n=1, disp_every=0, save_intermediate=True)
     (folder,) = list(tmp_path.iterdir())
-    assert folder.name.startswith("recon_img_by_icnn_gd_")
-    assert sorted(p.name for p in folder.iterdir()) == ["00001.jpg", "initial_img.png"]
+    assert re.fullmatch(r"recon_img_gd_snapshots\d{8}T\d{6}", folder.name)  # the original's name
+    assert sorted(p.name for p in folder.iterdir()) == ["00001.jpg", "initial_img.jpg"]

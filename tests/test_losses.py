@@ -1,7 +1,7 @@
 """The feature-matching objective against a plain numpy reference of SPEC section 5.
 
 The reference below is written from the SPEC formulas, independently of
-:mod:`icnn_torch.losses`:
+:mod:`icnn_torch.recon.losses`:
 
 - l2    ``sum(mask * d^2)``,               gradient ``2 d mask``        (d = f - f0)
 - l1    ``sum(|mask * d|)``,               gradient ``mask sign(mask d)``
@@ -23,9 +23,9 @@ import pytest
 import torch
 
 from _engine_helpers import tiny_encoder
-from icnn_torch.losses import LOSS_TYPES, FeatureLoss, weighted_l2
-from icnn_torch.optim_gd import Schedule
-from icnn_torch.targets import build_feature_loss
+from icnn_torch.recon.losses import LOSS_TYPES, weighted_l2
+from icnn_torch.recon.objective import FeatureLoss, build_feature_loss
+from icnn_torch.recon.transforms import Schedule
 
 LOSSES = ["l2", "l1", "inner", "gram"]
 SIZE = 12  # tiny encoder input: c1 (8, 12, 12), c2 (8, 6, 6), fc (16,)

@@ -25,8 +25,8 @@ from _engine_helpers import (CountingEncoder, draw_latent, encoder_features, fc7
                              generator_image, mean_colour_image, random_generator, random_rgb,
                              random_vgg19, sample_photo, tiny_encoder)
 from icnn_torch import icnn_dgn_gd, icnn_gd, icnn_lbfgs
-from icnn_torch.param import GeneratorRender
-from icnn_torch.targets import build_feature_loss
+from icnn_torch.recon.objective import build_feature_loss
+from icnn_torch.recon.param import GeneratorRender
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,10 +74,14 @@ def test_retain_freed_memory_removes_the_page_faults_of_repeated_large_allocatio
     if not retained["applied"]:
         pytest.skip("not glibc: retain_freed_memory() reports it changed nothing")
     assert retained["again"] is True  # idempotent
-    # Retained: the heap grows during the first rounds (up to four were seen), later
-    # rounds reuse it without faults, and the resident set stops growing.
-    assert max(retained["faults"][6:]) < pages_40mib // 100, retained
-    assert retained["rss_kib"][-1] - retained["rss_kib"][6] < 4 * 1024, retained
+    # Retained: the heap grows during the first rounds (up to three were seen), later
+    # rounds reuse it. Under load the heap was seen to grow by one 40 MiB block once more
+    # in a later round (fragmentation), so the bound is on the total of rounds 3..9: at most
+    # two blocks' worth, where glibc's default faults in three blocks every round (21).
+    assert sum(retained["faults"][3:]) <= 2 * pages_40mib, retained
+    assert sum(default["faults"][3:]) >= 7 * 2 * pages_40mib, default
+    # ... and the resident set stops growing (no block per round: at most the same two)
+    assert retained["rss_kib"][-1] - retained["rss_kib"][3] <= 2 * 40 * 1024 + 4 * 1024, retained
 
 
 # --------------------------------------------------------------------------- precision

@@ -1,4 +1,4 @@
-"""Progress lines and the loss record of :class:`icnn_torch.reporting.Reporter`.
+"""Progress lines and the loss record of :class:`icnn_torch.recon.progress.Reporter`.
 
 The lines must read exactly as the original printed them, and showing them must not
 synchronise a GPU loop: a due loss goes to the host asynchronously and its line is
@@ -9,6 +9,7 @@ the tensor methods that read device values (and, with a GPU, by CUDA's sync debu
 
 from __future__ import annotations
 
+import os
 import traceback
 
 import numpy as np
@@ -16,10 +17,11 @@ import pytest
 import torch
 
 from _engine_helpers import encoder_features, tiny_encoder
-from icnn_torch import reporting
-from icnn_torch.optim_gd import Schedule, run_momentum_gd
-from icnn_torch.reporting import Reporter
-from icnn_torch.targets import build_feature_loss
+from icnn_torch.recon import progress as reporting
+from icnn_torch.recon.gd import run_momentum_gd
+from icnn_torch.recon.objective import build_feature_loss
+from icnn_torch.recon.progress import Reporter
+from icnn_torch.recon.transforms import Schedule
 
 #: Four iterations of a batch of 2 (float32), and how the original prints them.
 LOSSES = [[1.5, 2.25], [0.125, 1e-7], [123456789.0, 3.0], [0.5, 7.0]]
@@ -76,7 +78,7 @@ def show_iterations(reporter: Reporter, iterations, device="cpu") -> None:
 # --------------------------------------------------------------------------- the lines
 
 def test_lines_every_iteration(device, capsys):
-    reporter = Reporter(4, 2, 1, "test", device)
+    reporter = Reporter(4, 2, 1, "test")
     for t in range(1, 5):
         show_iterations(reporter, [t], device)
         if device.type == "cpu":  # printed at once
@@ -90,7 +92,7 @@ def test_lines_every_iteration(device, capsys):
 
 
 def test_lines_every_third_iteration(device, capsys):
-    reporter = Reporter(7, 2, 3, "test", device)
+    reporter = Reporter(7, 2, 3, "test")
     show_iterations(reporter, range(1, 8), device)
     reporter.close()
     assert capsys.readouterr().out == f"{LINES[2]}\n" + "iter=6; err=0.125,1e-07;\n"
@@ -99,19 +101,19 @@ def test_lines_every_third_iteration(device, capsys):
 
 def test_silent_and_default_display(capsys, monkeypatch):
     copies = FakeCopies()
-    silent = Reporter(3, 2, 0, "test", torch.device("cpu"), start_copy=copies)
+    silent = Reporter(3, 2, 0, "test", start_copy=copies)
     show_iterations(silent, range(1, 4))
     silent.close()
     assert capsys.readouterr().out == "" and copies.events == []  # nothing copied either
-    monkeypatch.setattr(reporting, "_stderr_is_terminal", lambda: False)
-    logged = Reporter(2, 2, None, "test", torch.device("cpu"))  # not a terminal: every line
+    monkeypatch.setattr(reporting, "_interactive_terminal", lambda: False)
+    logged = Reporter(2, 2, None, "test")  # not a terminal: every line
     show_iterations(logged, range(1, 3))
     logged.close()
     assert out_lines(capsys) == LINES[:2]
 
 
 def test_no_records():
-    losses = Reporter(3, 2, 0, "test", torch.device("cpu")).losses()
+    losses = Reporter(3, 2, 0, "test").losses()
     assert losses.shape == (0, 2) and losses.dtype == np.float32
 
 
@@ -119,7 +121,7 @@ def test_no_records():
 
 def test_deferred_lines_print_in_order_when_ready(capsys):
     copies = FakeCopies()
-    reporter = Reporter(8, 2, 1, "test", torch.device("cpu"), start_copy=copies)
+    reporter = Reporter(8, 2, 1, "test", start_copy=copies)
     show_iterations(reporter, [1, 2, 3])
     assert out_lines(capsys) == []  # no copy has arrived
     copies.events[1].set()
@@ -145,7 +147,7 @@ def test_deferred_lines_print_in_order_when_ready(capsys):
 
 def test_deferred_lines_flushed_by_losses(capsys):
     copies = FakeCopies()
-    reporter = Reporter(4, 2, 2, "test", torch.device("cpu"), start_copy=copies)
+    reporter = Reporter(4, 2, 2, "test", start_copy=copies)
     show_iterations(reporter, range(1, 5))
     assert len(copies.events) == 2 and out_lines(capsys) == []  # due at 2 and 4 only
     losses = reporter.losses()
@@ -156,9 +158,9 @@ def test_deferred_lines_flushed_by_losses(capsys):
 
 
 def test_bar_postfix_shows_latest_ready_loss(capsys, monkeypatch):
-    monkeypatch.setattr(reporting, "_stderr_is_terminal", lambda: True)
+    monkeypatch.setattr(reporting, "_interactive_terminal", lambda: True)
     copies = FakeCopies()
-    reporter = Reporter(100, 2, None, "test", torch.device("cpu"), start_copy=copies)
+    reporter = Reporter(100, 2, None, "test", start_copy=copies)
     bar = reporter._bar
     assert bar is not None and reporter.disp_every == 0  # a bar instead of lines
     show_iterations(reporter, [1, 2, 3, 4])  # postfix due every 100 // 50 = 2 iterations
@@ -240,7 +242,7 @@ def gd_problem(device: torch.device, batch: int = 2, size: int = 16):
 
 def run_gd(span: LoopSpan, net, objective, v0, iter_n: int, disp_every: int,
            start_copy=None):
-    reporter = SpanReporter(span, iter_n, v0.shape[0], disp_every, "test", v0.device,
+    reporter = SpanReporter(span, iter_n, v0.shape[0], disp_every, "test",
                             start_copy=start_copy)
     try:
         return run_momentum_gd(v0, span.render, objective, net, iter_n,
@@ -293,3 +295,34 @@ def test_gd_printing_does_not_sync_cuda(capsys):
     assert span.renders == iter_n and span.phase == "after"
     assert out_lines(capsys) == [f"iter={t + 1}; err={','.join(f'{v:g}' for v in row)};"
                                  for t, row in enumerate(result.losses.tolist())]
+
+
+# --------------------------------------------------------------------------- bar or lines
+
+def test_terminal_without_a_window_size_gets_lines_not_nothing(capsys, monkeypatch):
+    """A terminal that reports no size (e.g. some job consoles) cannot show a bar; it used
+    to get neither bar nor lines."""
+    monkeypatch.setattr(reporting, "is_terminal", lambda stream=None: True)
+
+    def no_size(fd=None):
+        raise OSError("no window size")
+
+    monkeypatch.setattr(reporting.os, "get_terminal_size", no_size)
+    reporter = Reporter(2, 2, None, "test")
+    assert reporter._bar is None and reporter.disp_every == 1
+    show_iterations(reporter, range(1, 3))
+    reporter.close()
+    assert out_lines(capsys) == LINES[:2]
+    monkeypatch.setattr(reporting.os, "get_terminal_size", lambda fd=None: os.terminal_size((0, 0)))
+    assert Reporter(2, 2, None, "test")._bar is None
+
+
+def test_bar_stays_on_screen_with_the_final_loss(capsys, monkeypatch):
+    monkeypatch.setattr(reporting, "_interactive_terminal", lambda: True)
+    reporter = Reporter(4, 2, None, "test")
+    show_iterations(reporter, range(1, 5))
+    reporter.close()
+    err = capsys.readouterr().err
+    last = err.replace("\r", "\n").strip().splitlines()[-1]
+    assert "4/4" in last and f"err={LOSSES[3][0]:.4g}" in last  # not erased, final loss shown
+    assert err.endswith("\n")

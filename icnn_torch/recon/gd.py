@@ -1,86 +1,69 @@
-"""Scheduled momentum gradient descent, shared by ``icnn_gd`` and ``icnn_dgn_gd``.
+"""The scheduled momentum gradient descent of ``icnn_gd`` and ``icnn_dgn_gd``: one loop.
 
-One iteration t = 0..iter_n-1 (SPEC section 5), for a batch of variables v (pixels or
-generator inputs), each image independent of the others:
+One iteration t = 0..iter_n-1, for a batch of variables v (pixels or generator inputs),
+each image independent of the others, in the original's order:
 
-1. ``hooks.before``: e.g. jitter (roll v and the momentum buffer);
-2. render the image(s) from v, forward to the deepest target layer, loss per image, one
-   autograd backward of the summed loss -> g;
+1. hooks' ``before`` (jitter rolls v and the momentum buffer);
+2. render the image(s) from v, forward to the deepest target layer, the loss per image,
+   one autograd backward of the summed loss -> g;
 3. ``g = g / mean|g|`` per image (when ``grad_normalize`` and the mean is > 0);
-4. ``delta = momentum * delta + g`` (+ regulariser gradients from ``hooks.regularise``);
-5. ``v = v - lr * delta``; ``hooks.after_step`` (pixel clipping, un-jitter);
-6. ``v = (1 - decay) * v``; ``hooks.finish`` (blur, or clipping to bounds).
+4. ``delta = momentum * delta + g``; hooks' ``regularise`` terms are added to delta and to
+   the printed error (not to the loss list: it holds the feature loss, as the original's);
+5. ``v = v - lr * delta``; hooks' ``after_step`` (pixel clipping, jitter's roll back);
+6. ``v = (1 - decay) * v``; hooks' ``finish`` (blur, or clipping to bounds).
 
-Schedules are linear: ``value(t) = start + t * (end - start) / iter_n`` (never reaching
-``end``). On CUDA the loop computes in full float32, without TF32
-(:func:`icnn_torch.perf.full_float32`), and never waits for the device: losses stay on
-it until a line is printed late (:class:`icnn_torch.reporting.Reporter`) or the loop ends.
+Schedules are linear (:class:`~icnn_torch.recon.transforms.Schedule`). On CUDA the loop
+computes in full float32, without TF32 (:func:`icnn_torch.perf.full_float32`), and never
+waits for the device: losses stay on it until a line is printed late
+(:class:`~icnn_torch.recon.progress.Reporter`) or the loop ends. A loss that turns NaN or
+infinite stops the run with :class:`~icnn_torch.errors.NonFiniteError` when the reporter
+sees it (at its next line, or at the end).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from .losses import FeatureLoss
-from .perf import full_float32
-from .reporting import Reporter
+from ..perf import full_float32
+from .objective import FeatureLoss
+from .progress import Reporter
+from .transforms import Schedule, StepHook, normalise_per_image
 
-__all__ = ["Schedule", "GDHooks", "run_momentum_gd", "normalise_per_image"]
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """Linear schedule from ``start`` to ``end`` over ``n`` steps."""
-
-    start: float
-    end: float
-    n: int
-
-    def __call__(self, t: int) -> float:
-        return self.start + t * (self.end - self.start) / self.n
-
-
-def normalise_per_image(g: Tensor) -> Tensor:
-    """Divide each image's gradient by its mean absolute value (left as is when 0)."""
-    scale = g.abs().flatten(1).mean(1)
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    return g / scale.view(-1, *([1] * (g.dim() - 1)))
-
-
-class GDHooks:
-    """Per-parametrisation steps around the shared update; the defaults do nothing."""
-
-    def before(self, t: int, v: Tensor, delta: Tensor) -> tuple[Tensor, Tensor]:
-        return v, delta
-
-    def regularise(self, t: int, v: Tensor) -> tuple[Tensor, Tensor] | None:
-        """Optional (loss (B,), gradient) added to the error and to the momentum buffer."""
-        return None
-
-    def after_step(self, t: int, v: Tensor, delta: Tensor, grad: Tensor) -> tuple[Tensor, Tensor]:
-        return v, delta
-
-    def finish(self, t: int, v: Tensor) -> Tensor:
-        return v
+__all__ = ["GDResult", "run_momentum_gd"]
 
 
 @dataclass
 class GDResult:
-    variable: Tensor  # final variable after the last update, (B, ...)
-    last_variable: Tensor  # variable of the last forward pass
-    last_image: Tensor  # image of the last forward pass, (B, 3, H, W)
-    losses: "object"  # numpy (iter_n, B)
+    """What the loop ends with.
+
+    Attributes
+    ----------
+    variable : Tensor (B, ...)
+        After the last update.
+    last_variable : Tensor (B, ...)
+        Of the last forward pass (the DGN engines return it, and its image).
+    last_image : Tensor (B, 3, H, W)
+        Rendered from ``last_variable``.
+    losses : ndarray (iter_n, B) float32
+        The feature loss of every iteration.
+    """
+
+    variable: Tensor
+    last_variable: Tensor
+    last_image: Tensor
+    losses: np.ndarray
 
 
 def run_momentum_gd(v0: Tensor, render: Callable[[Tensor], Tensor], objective: FeatureLoss, net,
                     iter_n: int, lr: Schedule, momentum: Schedule, decay: Schedule,
-                    grad_normalize: bool = True, hooks: GDHooks | None = None,
-                    reporter: Reporter | None = None,
-                    on_iteration: Callable[[int, Tensor, Tensor], None] | None = None) -> GDResult:
+                    grad_normalize: bool = True, hooks: Sequence[StepHook] = (),
+                    reporter: Optional[Reporter] = None,
+                    on_iteration: Optional[Callable[[int, Tensor, Tensor], None]] = None) -> GDResult:
     """Run the loop described in the module docstring.
 
     Parameters
@@ -94,13 +77,14 @@ def run_momentum_gd(v0: Tensor, render: Callable[[Tensor], Tensor], objective: F
     iter_n : int
     lr, momentum, decay : Schedule
     grad_normalize : bool
-    hooks : GDHooks, optional
+    hooks : sequence of StepHook
+        Called in order at each phase (see :mod:`icnn_torch.recon.transforms`).
     reporter : Reporter, optional
-        Receives each iteration's per-image error (feature loss + regularisers).
+        Receives each iteration's feature loss (the loss list) and its error (feature
+        loss + regularisers, the printed value).
     on_iteration : callable(t, v_after_update, rendered_image), optional
         E.g. snapshot writing.
     """
-    hooks = hooks or GDHooks()
     layers = objective.layers
     v = v0.detach().clone()
     delta = torch.zeros_like(v)
@@ -108,7 +92,8 @@ def run_momentum_gd(v0: Tensor, render: Callable[[Tensor], Tensor], objective: F
     image = None
     with full_float32(v0.device):
         for t in range(iter_n):
-            v, delta = hooks.before(t, v, delta)
+            for hook in hooks:
+                v, delta = hook.before(t, v, delta)
             v_req = v.detach().requires_grad_(True)
             with torch.enable_grad():
                 image = render(v_req)
@@ -116,23 +101,26 @@ def run_momentum_gd(v0: Tensor, render: Callable[[Tensor], Tensor], objective: F
                 (grad,) = torch.autograd.grad(loss.sum(), v_req)
             last_v = v
             image = image.detach()
-            err = loss.detach()
+            loss = loss.detach()
             if grad_normalize:
-                grad = normalise_per_image(grad)
+                grad = normalise_per_image(grad)[0]
             delta = delta * momentum(t) + grad
-            reg = hooks.regularise(t, v)
-            if reg is not None:
-                reg_loss, reg_grad = reg
-                err = err + reg_loss
-                delta = delta + reg_grad
+            err = loss
+            for hook in hooks:
+                term = hook.regularise(t, v)
+                if term is not None:
+                    err = err + term[0]
+                    delta = delta + term[1]
             v = v - lr(t) * delta
-            v, delta = hooks.after_step(t, v, delta, grad)
+            for hook in hooks:
+                v, delta = hook.after_step(t, v, delta, grad)
             v = v * (1.0 - decay(t))
-            v = hooks.finish(t, v)
+            for hook in hooks:
+                v = hook.finish(t, v)
             if reporter is not None:
-                reporter.record(err)
+                reporter.record(loss)
                 reporter.show(t + 1, err)
             if on_iteration is not None:
                 on_iteration(t, v, image)
-    losses = reporter.losses() if reporter is not None else None
+    losses = reporter.losses() if reporter is not None else np.zeros((0, v.shape[0]), np.float32)
     return GDResult(variable=v, last_variable=last_v, last_image=image, losses=losses)

@@ -1,8 +1,10 @@
-"""Box-constrained L-BFGS (scipy's L-BFGS-B), shared by ``icnn_lbfgs`` and ``icnn_dgn_lbfgs``.
+"""The L-BFGS-B driver of ``icnn_lbfgs`` and ``icnn_dgn_lbfgs`` (scipy's L-BFGS-B).
 
 scipy works on one flat float64 vector; each function evaluation copies it to the device
 as float32, renders, runs the net forward to the deepest target layer and one backward,
-and hands back the loss and the float64 gradient. ``maxiter`` counts L-BFGS iterations;
+and hands back the loss (the float64 sum of the float32 layer terms, as the original) and
+the float64 gradient. A NaN or infinite loss or gradient stops the run with
+:class:`~icnn_torch.errors.NonFiniteError` at once. ``maxiter`` counts L-BFGS iterations;
 everything else is scipy's default (m=10, ftol 2.2e-9, gtol 1e-5, maxls 20), as in the
 original. The bounds are built once as arrays (:class:`scipy.optimize.Bounds`).
 
@@ -24,17 +26,18 @@ import torch
 from threadpoolctl import threadpool_limits
 from torch import Tensor
 
-from .losses import FeatureLoss
-from .perf import full_float32
-from .reporting import Reporter
+from ..errors import NonFiniteError
+from ..perf import full_float32
+from .objective import FeatureLoss
+from .progress import Reporter, non_finite_message
 
 __all__ = ["run_lbfgs"]
 
 
 @dataclass
 class LBFGSResult:
-    variable: np.ndarray  # final flat variable (float64)
-    losses: np.ndarray  # one entry per function evaluation
+    variable: np.ndarray  # final flat variable (float64: scipy's res.x)
+    losses: np.ndarray  # one float64 entry per function evaluation
     result: scipy.optimize.OptimizeResult
 
 
@@ -77,10 +80,15 @@ def run_lbfgs(v0: np.ndarray, shape: tuple[int, ...], render: Callable[[Tensor],
             loss = objective(net(image, layers)).sum()
             (grad,) = torch.autograd.grad(loss, v)
         value = float(loss.detach())
+        flat_grad = grad.detach().reshape(-1).to(dtype=torch.float64).cpu().numpy()
+        if not (np.isfinite(value) and np.isfinite(flat_grad).all()):
+            what = "loss" if not np.isfinite(value) else "gradient"
+            raise NonFiniteError(non_finite_message(what, value if what == "loss" else "nan/inf",
+                                                    f"function evaluation {len(losses)}"))
         losses.append(value)
         if reporter is not None:
             reporter.record(loss.detach())
-        return value, grad.detach().reshape(-1).to(dtype=torch.float64).cpu().numpy()
+        return value, flat_grad
 
     def callback(intermediate_result: scipy.optimize.OptimizeResult) -> None:
         iteration[0] += 1
@@ -93,4 +101,4 @@ def run_lbfgs(v0: np.ndarray, shape: tuple[int, ...], render: Callable[[Tensor],
     with threadpool_limits(limits=1, user_api="blas"), full_float32(device):
         res = scipy.optimize.minimize(fun, x0, method="L-BFGS-B", jac=True, bounds=bounds,
                                       options={"maxiter": int(maxiter)}, callback=callback)
-    return LBFGSResult(variable=res.x, losses=np.asarray(losses, dtype=np.float32), result=res)
+    return LBFGSResult(variable=res.x, losses=np.asarray(losses, dtype=np.float64), result=res)

@@ -1,7 +1,7 @@
-"""The feature-matching objective of the reconstruction engines.
+"""Per-layer losses of the feature-matching objective (as the original ``icnn.loss``).
 
-``loss_b = sum_l w_{b,l} * loss_type(f_l(x_b), target_{b,l}, mask_l)`` for every image b
-of a batch, where ``loss_type`` is one of (SPEC section 5)
+For features ``f`` of a batch (B, ...), targets ``t`` and an optional mask, each loss
+type gives one value per image (B,):
 
 - ``l2``:    ``sum(mask * d**2)`` with ``d = f - target`` (a plain sum, no averaging),
 - ``l1``:    ``sum(|mask * d|)``,
@@ -9,20 +9,20 @@ of a batch, where ``loss_type`` is one of (SPEC section 5)
 - ``gram``:  ``||G(f*mask) - G(target*mask)||_F^2 / (4 N^2 M^2)`` with ``G`` the channel
   Gram matrix, N channels and M = H*W positions (conv/pool layers only).
 
-The gradient is left to autograd: one backward of the summed loss gives, for each image,
-what the original's layer-by-layer backward computed.
+The gradient is left to autograd (one backward of the summed loss gives, for each image,
+what the original's layer-by-layer backward computed), except for ``l2``, whose backward
+is fused (:func:`weighted_l2`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-__all__ = ["LOSS_TYPES", "FeatureLoss", "layer_loss", "weighted_l2"]
+__all__ = ["LOSS_TYPES", "layer_loss", "weighted_l2"]
 
 
 # ``m`` is a float mask broadcastable to the features, or None for "every unit": skipping
@@ -105,82 +105,3 @@ def layer_loss(loss_type: str, feat: Tensor, target: Tensor, mask: Tensor | None
     except KeyError:
         raise ValueError(f"unknown loss_type {loss_type!r}; choose from {sorted(LOSS_TYPES)}") from None
     return fn(feat, target, mask)
-
-
-@dataclass
-class FeatureLoss:
-    """Weighted feature-matching loss of a batch of images.
-
-    Attributes
-    ----------
-    layers : list of str
-        Layer names in network order.
-    targets : dict of str to Tensor
-        Per layer, (B, *feature_shape) target features.
-    masks : dict of str to (Tensor or None)
-        Per layer, a float mask broadcastable to (B, *feature_shape); None uses every unit.
-    weights : Tensor, shape (B, L)
-        Layer weights per image, columns in ``layers`` order.
-    loss_type : str
-        One of :data:`LOSS_TYPES`.
-    """
-
-    layers: list[str]
-    targets: dict[str, Tensor]
-    masks: dict[str, Tensor | None]
-    weights: Tensor
-    loss_type: str = "l2"
-
-    def __post_init__(self) -> None:
-        if self.loss_type not in LOSS_TYPES:
-            raise ValueError(f"unknown loss_type {self.loss_type!r}; choose from {sorted(LOSS_TYPES)}")
-
-    @property
-    def deepest(self) -> str:
-        return self.layers[-1]
-
-    def __call__(self, feats: Mapping[str, Tensor]) -> Tensor:
-        """Per-image total loss, shape (B,)."""
-        fn = LOSS_TYPES[self.loss_type]
-        total = None
-        for j, name in enumerate(self.layers):
-            feat, weight = feats[name], self.weights[:, j]
-            target, mask = self._in_layout_of(name, feat)
-            if self.loss_type == "l2" and feat.requires_grad:
-                term = weighted_l2(feat, target, mask, weight)
-            else:
-                term = weight * fn(feat, target, mask)
-            total = term if total is None else total + term
-        return total
-
-    def _in_layout_of(self, name: str, feat: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Target and mask of ``name`` in the memory layout of ``feat``.
-
-        A channels-last encoder (``net.to(memory_format=torch.channels_last)``) gives
-        channels-last features; element-wise work on operands of two layouts is several
-        times slower, so the targets (and full-size masks) follow the features, once.
-        """
-        target, mask = self.targets[name], self.masks[name]
-        cl = torch.channels_last
-        if feat.dim() == 4 and not feat.is_contiguous() and feat.is_contiguous(memory_format=cl) \
-                and not target.is_contiguous(memory_format=cl):
-            target = self.targets[name] = target.contiguous(memory_format=cl)
-            if mask is not None and mask.dim() == 4:
-                mask = self.masks[name] = mask.contiguous(memory_format=cl)
-        return target, mask
-
-    def select(self, index: int | Sequence[int]) -> "FeatureLoss":
-        """The objective of a subset of the batch (e.g. one image for L-BFGS)."""
-        idx = [index] if isinstance(index, int) else list(index)
-        take = torch.as_tensor(idx, device=self.weights.device)
-
-        def pick(t: Tensor | None) -> Tensor | None:
-            return t.index_select(0, take) if t is not None and t.shape[0] > 1 else t
-
-        return FeatureLoss(self.layers, {k: v.index_select(0, take) for k, v in self.targets.items()},
-                           {k: pick(v) for k, v in self.masks.items()},
-                           self.weights.index_select(0, take), self.loss_type)
-
-    @property
-    def batch_size(self) -> int:
-        return int(self.weights.shape[0])

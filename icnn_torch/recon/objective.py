@@ -1,4 +1,9 @@
-"""Turn the user's target features, weights and masks into a batched :class:`FeatureLoss`.
+"""The objective of a reconstruction: target features, layer weights and masks, and the
+weighted feature loss of a batch (:class:`FeatureLoss`).
+
+``loss_b = sum_l w_{b,l} * loss_type(f_l(x_b), target_{b,l}, mask_l)`` for every image b
+of a batch (loss types in :mod:`icnn_torch.recon.losses`). :func:`build_feature_loss` turns
+the user's targets, weights and masks into one.
 
 Accepted forms of ``features`` (the original's dict, plus batches):
 
@@ -13,16 +18,101 @@ mismatch names the layer and both shapes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .losses import FeatureLoss
-from .utils import create_feature_masks
+from ..utils import create_feature_masks, sort_layer_list
+from .losses import LOSS_TYPES, weighted_l2
 
-__all__ = ["build_feature_loss", "probe_feature_shapes"]
+__all__ = ["FeatureLoss", "build_feature_loss", "probe_feature_shapes"]
+
+
+@dataclass
+class FeatureLoss:
+    """Weighted feature-matching loss of a batch of images.
+
+    Attributes
+    ----------
+    layers : list of str
+        Layer names in network order.
+    targets : dict of str to Tensor
+        Per layer, (B, *feature_shape) target features.
+    masks : dict of str to (Tensor or None)
+        Per layer, a float mask broadcastable to (B, *feature_shape); None uses every unit.
+    weights : Tensor, shape (B, L)
+        Layer weights per image, columns in ``layers`` order.
+    loss_type : str
+        One of :data:`LOSS_TYPES`.
+    """
+
+    layers: list[str]
+    targets: dict[str, Tensor]
+    masks: dict[str, Tensor | None]
+    weights: Tensor
+    loss_type: str = "l2"
+
+    def __post_init__(self) -> None:
+        if self.loss_type not in LOSS_TYPES:
+            raise ValueError(f"unknown loss_type {self.loss_type!r}; choose from {sorted(LOSS_TYPES)}")
+
+    @property
+    def deepest(self) -> str:
+        return self.layers[-1]
+
+    def __call__(self, feats: Mapping[str, Tensor]) -> Tensor:
+        """Per-image total loss, shape (B,), float64.
+
+        Each layer's weighted loss is computed in float32 and the layers are summed in
+        float64, as the original adds its float32 layer losses to a Python float.
+        """
+        fn = LOSS_TYPES[self.loss_type]
+        total = None
+        for j, name in enumerate(self.layers):
+            feat, weight = feats[name], self.weights[:, j]
+            target, mask = self._in_layout_of(name, feat)
+            if self.loss_type == "l2" and feat.requires_grad:
+                term = weighted_l2(feat, target, mask, weight)
+            else:
+                term = weight * fn(feat, target, mask)
+            term = term.double()
+            total = term if total is None else total + term
+        return total
+
+    def _in_layout_of(self, name: str, feat: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Target and mask of ``name`` in the memory layout of ``feat``.
+
+        A channels-last encoder (``net.to(memory_format=torch.channels_last)``) gives
+        channels-last features; element-wise work on operands of two layouts is several
+        times slower, so the targets (and full-size masks) follow the features, once.
+        """
+        target, mask = self.targets[name], self.masks[name]
+        cl = torch.channels_last
+        if feat.dim() == 4 and not feat.is_contiguous() and feat.is_contiguous(memory_format=cl) \
+                and not target.is_contiguous(memory_format=cl):
+            target = self.targets[name] = target.contiguous(memory_format=cl)
+            if mask is not None and mask.dim() == 4:
+                mask = self.masks[name] = mask.contiguous(memory_format=cl)
+        return target, mask
+
+    def select(self, index: int | Sequence[int]) -> "FeatureLoss":
+        """The objective of a subset of the batch (e.g. one image for L-BFGS)."""
+        idx = [index] if isinstance(index, int) else list(index)
+        take = torch.as_tensor(idx, device=self.weights.device)
+
+        def pick(t: Tensor | None) -> Tensor | None:
+            return t.index_select(0, take) if t is not None and t.shape[0] > 1 else t
+
+        return FeatureLoss(self.layers, {k: v.index_select(0, take) for k, v in self.targets.items()},
+                           {k: pick(v) for k, v in self.masks.items()},
+                           self.weights.index_select(0, take), self.loss_type)
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.weights.shape[0])
 
 
 def probe_feature_shapes(net, layers: Sequence[str], device: torch.device) -> dict[str, tuple[int, ...]]:
@@ -51,14 +141,6 @@ def _split_batch(layer: str, arr: np.ndarray, shape: tuple[int, ...]) -> tuple[n
         return arr, True
     raise ValueError(f"features of layer {layer!r} have shape {arr.shape}, but the net gives "
                      f"{shape} per image (or (B, {', '.join(map(str, shape))}) for a batch)")
-
-
-def _layer_order(net, names) -> list[str]:
-    order = list(net.layer_names)
-    unknown = [n for n in names if n not in order]
-    if unknown:
-        raise KeyError(f"the net has no layer(s) {unknown}; its layers are {order}")
-    return sorted(names, key=order.index)
 
 
 def build_feature_loss(features, net, device: torch.device, layer_weight=None, channel=None,
@@ -98,7 +180,7 @@ def build_feature_loss(features, net, device: torch.device, layer_weight=None, c
                 raise ValueError(f"feature dict {i} has layers {sorted(fd)}, dict 0 has {sorted(names)}")
     if not names:
         raise ValueError("no target features given")
-    layers = _layer_order(net, names)
+    layers = sort_layer_list(net, names)
     shapes = probe_feature_shapes(net, layers, device)
 
     targets: dict[str, np.ndarray] = {}

@@ -1,32 +1,24 @@
-"""Parametrisations of the reconstructed image, and their per-step operations.
+"""Parametrisations of the reconstructed image: what is optimised, its start and its image.
 
-- pixels: the variable is the Caffe-space image itself, (B, 3, H, W), BGR, 0..255 scale,
-  mean subtracted; ``icnn_gd`` blurs, jitters, clips and regularises it
-  (:class:`PixelGDHooks`), ``icnn_lbfgs`` boxes it to [-mean_c, 255 - mean_c];
-- generator latent: the variable is the generator input z, (B, 4096); the image is
-  ``center_crop(G(z))`` (:class:`GeneratorRender`), z is clipped to its bounds
-  (:class:`BoundsHooks`).
+- **pixels** (``icnn_gd``, ``icnn_lbfgs``): the variable is the Caffe-space image itself,
+  (B, 3, H, W), BGR, 0..255 scale, mean subtracted; L-BFGS-B boxes it to
+  [-mean_c, 255 - mean_c] (:func:`pixel_bounds`);
+- **generator latent** (``icnn_dgn_gd``, ``icnn_dgn_lbfgs``): the variable is the generator
+  input z, (B, 4096); the image is ``center_crop(G(z))`` (:class:`GeneratorRender`).
 """
 
 from __future__ import annotations
 
-import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .models import center_crop
-from .optim_gd import GDHooks, Schedule, normalise_per_image
-from .utils import tv_norm_torch
+from ..models import center_crop
 
-__all__ = ["GeneratorRender", "PixelGDHooks", "BoundsHooks", "gaussian_blur_torch",
-           "expand_bound", "pixel_bounds", "UNIFORM_PIXEL_MEAN_SQUARE"]
-
-#: E[k^2] for k uniform on the integers 0..255: (255 * 511) / 6.
-UNIFORM_PIXEL_MEAN_SQUARE = 255.0 * 511.0 / 6.0
+__all__ = ["GeneratorRender", "initial_pixels", "initial_latent", "pixel_bounds",
+           "expand_bound", "latent_bounds", "caffe_to_rgb"]
 
 
 class GeneratorRender:
@@ -40,6 +32,49 @@ class GeneratorRender:
         return center_crop(self.generator(z), self.size)
 
 
+def initial_pixels(initial_image, batch: int, size: Sequence[int], img_mean: np.ndarray,
+                   device: torch.device) -> tuple[Tensor, np.ndarray]:
+    """Caffe-space (B, 3, H, W) float32 start images, and the RGB images they came from.
+
+    Parameters
+    ----------
+    initial_image : array-like or None
+        HxWx3 RGB 0..255 (shared by the batch; a PIL image works too), (B, H, W, 3), or
+        None for uniform random integers 0..255 per image, drawn from numpy's global
+        generator (``randint(0, 256, (H, W, 3))`` per image, as the original).
+    """
+    h, w = size
+    if initial_image is None:
+        rgb = np.random.randint(0, 256, (batch, h, w, 3))
+    else:
+        rgb = np.asarray(initial_image)
+        if rgb.shape == (h, w, 3):
+            rgb = np.broadcast_to(rgb, (batch, h, w, 3))
+        elif rgb.shape != (batch, h, w, 3):
+            raise ValueError(f"initial_image has shape {rgb.shape}; expected ({h}, {w}, 3) or "
+                             f"({batch}, {h}, {w}, 3), RGB 0..255")
+    bgr = rgb[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32) \
+        - np.asarray(img_mean, np.float32).reshape(1, 3, 1, 1)
+    return torch.as_tensor(np.ascontiguousarray(bgr), device=device), rgb
+
+
+def initial_latent(initial_gen_feat, batch: int, size: int, device: torch.device) -> Tensor:
+    """(B, size) float32 start latents from a (size,) / (B, size) array, or N(0, 1) from
+    numpy's global generator when None (as the original)."""
+    if initial_gen_feat is None:
+        z = np.random.normal(0, 1, (batch, size)).astype(np.float32)
+    else:
+        z = np.asarray(initial_gen_feat, dtype=np.float32)
+        if z.size == size:
+            z = np.broadcast_to(z.reshape(1, size), (batch, size))
+        elif z.size == batch * size:
+            z = z.reshape(batch, size)
+        else:
+            raise ValueError(f"initial_gen_feat has shape {z.shape}; expected ({size},) or "
+                             f"({batch}, {size})")
+    return torch.tensor(np.ascontiguousarray(z), device=device)
+
+
 def pixel_bounds(img_mean: np.ndarray, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Per-pixel box [-mean_c, 255 - mean_c] of a 3xHxW Caffe-space image, flat float64."""
     c, h, w = shape
@@ -47,7 +82,7 @@ def pixel_bounds(img_mean: np.ndarray, shape: tuple[int, int, int]) -> tuple[np.
     return lower, lower + 255.0
 
 
-def expand_bound(bound, batch: int, size: int, device: torch.device, name: str) -> Tensor | None:
+def expand_bound(bound, batch: int, size: int, device: torch.device, name: str) -> Optional[Tensor]:
     """A scalar, (size,) or (batch, size) bound as a (batch or 1, size) tensor; None stays None."""
     if bound is None:
         return None
@@ -59,145 +94,36 @@ def expand_bound(bound, batch: int, size: int, device: torch.device, name: str) 
     elif arr.size == batch * size:
         arr = arr.reshape(batch, size)
     else:
-        raise ValueError(f"{name} has shape {arr.shape}; expected a scalar, ({size},) or ({batch}, {size})")
+        raise ValueError(f"{name} has shape {arr.shape}; expected a scalar, ({size},) or "
+                         f"({batch}, {size})")
     return torch.as_tensor(arr, device=device)
 
 
-class BoundsHooks(GDHooks):
-    """Clip the variable to [lower, upper] after each step (either may be None)."""
-
-    def __init__(self, lower: Tensor | None, upper: Tensor | None) -> None:
-        self.lower, self.upper = lower, upper
-
-    def finish(self, t: int, v: Tensor) -> Tensor:
-        if self.lower is not None:
-            v = torch.maximum(v, self.lower)
-        if self.upper is not None:
-            v = torch.minimum(v, self.upper)
-        return v
-
-
-def _gaussian_kernel(sigma: float, truncate: float = 4.0) -> np.ndarray:
-    radius = int(truncate * sigma + 0.5)
-    x = np.arange(-radius, radius + 1, dtype=np.float64)
-    k = np.exp(-0.5 * (x / sigma) ** 2)
-    return k / k.sum()
+def latent_bounds(gen_feat_bounds, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper) float64 arrays of ``icnn_dgn_lbfgs``'s ``gen_feat_bounds``: (min, max)
+    pairs (None for an open side), a (size, 2) array, one pair for all, or None for
+    (0, 100) each (the original's default)."""
+    if gen_feat_bounds is None:
+        return np.zeros(size), np.full(size, 100.0)
+    if isinstance(gen_feat_bounds, np.ndarray):
+        pairs = np.asarray(gen_feat_bounds, np.float64)
+    else:
+        pairs = np.array([[(-np.inf if lo is None else lo), (np.inf if hi is None else hi)]
+                          for lo, hi in gen_feat_bounds], dtype=np.float64)
+    if pairs.shape == (2,):
+        pairs = np.broadcast_to(pairs, (size, 2))
+    if pairs.shape != (size, 2):
+        raise ValueError(f"gen_feat_bounds has shape {pairs.shape}; expected {size} (min, max) pairs")
+    return np.ascontiguousarray(pairs[:, 0]), np.ascontiguousarray(pairs[:, 1])
 
 
-def _symmetric_pad(x: Tensor, r: int, dim: int) -> Tensor:
-    """Half-sample symmetric padding (scipy.ndimage's 'reflect': d c b a | a b c d)."""
-    n = x.shape[dim]
-    if r == 0:
-        return x
-    if r > n:
-        raise ValueError(f"blur radius {r} exceeds the image size {n}")
-    left = x.narrow(dim, 0, r).flip(dim)
-    right = x.narrow(dim, n - r, r).flip(dim)
-    return torch.cat([left, x, right], dim=dim)
+def caffe_to_rgb(images, img_mean: np.ndarray) -> np.ndarray:
+    """Caffe-space (B, 3, H, W) -> RGB (B, H, W, 3) with the mean added, not clipped.
 
-
-def gaussian_blur_torch(img: Tensor, sigma: float) -> Tensor:
-    """Blur each channel of (B, C, H, W) images like ``scipy.ndimage.gaussian_filter``.
-
-    Same kernel (truncated at 4 sigma) and boundary ('reflect'); ``sigma <= 0`` is a no-op.
+    The dtype is that of the input's float arithmetic with the float32 mean: float32 for a
+    float32 tensor, float64 for scipy's float64 ``res.x`` (as the original's
+    ``img_deprocess``).
     """
-    if sigma <= 0:
-        return img
-    k = torch.as_tensor(_gaussian_kernel(sigma), dtype=img.dtype, device=img.device)
-    r = (k.numel() - 1) // 2
-    c = img.shape[1]
-    kh = k.view(1, 1, -1, 1).expand(c, 1, -1, 1)
-    kw = k.view(1, 1, 1, -1).expand(c, 1, 1, -1)
-    out = F.conv2d(_symmetric_pad(img, r, 2), kh, groups=c)
-    return F.conv2d(_symmetric_pad(out, r, 3), kw, groups=c)
-
-
-def _per_image_quantile(values: Tensor, q: float) -> Tensor:
-    return torch.quantile(values.flatten(1), q, dim=1, interpolation="linear")
-
-
-def _bcast(v: Tensor, like: Tensor) -> Tensor:
-    return v.view(-1, *([1] * (like.dim() - 1)))
-
-
-class PixelGDHooks(GDHooks):
-    """The optional image operations of ``icnn_gd`` (SPEC section 5.2), batched.
-
-    Fixed relative to the original: the momentum buffer is un-jittered by the same roll
-    as the image; TV regularisation works; the regulariser scale uses the expected norm of
-    a uniform random image instead of drawing one.
-    """
-
-    def __init__(self, shape: tuple[int, int, int], iter_n: int, *, grad_normalize: bool,
-                 image_jitter: bool, jitter_size: int, image_blur: bool, sigma: Schedule,
-                 use_p_norm_reg: bool, p: float, lamda: Schedule,
-                 use_TV_norm_reg: bool, TVbeta: float, TVlamda: Schedule,
-                 clip_extreme: bool, clip_extreme_every: int, e_pct: Schedule,
-                 clip_small_norm: bool, clip_small_norm_every: int, n_pct: Schedule,
-                 clip_small_contribution: bool, clip_small_contribution_every: int, c_pct: Schedule,
-                 rng: np.random.Generator | None = None) -> None:
-        self.__dict__.update({k: v for k, v in locals().items() if k != "self"})
-        c, h, w = shape
-        # ||uniform random 0..255 image|| / 2, in expectation.
-        self.img_norm0 = math.sqrt(c * h * w * UNIFORM_PIXEL_MEAN_SQUARE) / 2.0
-        self._shift = (0, 0)
-
-    def before(self, t, v, delta):
-        if not self.image_jitter:
-            return v, delta
-        draw = self.rng.integers if self.rng is not None else np.random.randint
-        ox, oy = (int(s) for s in draw(-self.jitter_size, self.jitter_size + 1, 2))
-        self._shift = (ox, oy)
-        return torch.roll(v, (oy, ox), (-2, -1)), torch.roll(delta, (oy, ox), (-2, -1))
-
-    def regularise(self, t, v):
-        terms = []
-        scale = self.img_norm0 ** 2
-        if self.use_p_norm_reg:
-            av = v.abs()
-            loss = (av ** self.p).flatten(1).sum(1) / scale
-            grad = self.p * av ** (self.p - 1) * torch.sign(v) / scale
-            terms.append((self.lamda(t), loss, grad))
-        if self.use_TV_norm_reg:
-            vr = v.detach().requires_grad_(True)
-            with torch.enable_grad():
-                per_image = torch.stack([tv_norm_torch(vr[b], float(self.TVbeta)) for b in range(v.shape[0])])
-                (grad,) = torch.autograd.grad(per_image.sum(), vr)
-            terms.append((self.TVlamda(t), per_image.detach() / scale, grad / scale))
-        if not terms:
-            return None
-        loss_sum, grad_sum = 0.0, 0.0
-        for weight, loss, grad in terms:
-            if self.grad_normalize:
-                grad = normalise_per_image(grad)
-            loss_sum = loss_sum + weight * loss
-            grad_sum = grad_sum + weight * grad
-        return loss_sum, grad_sum
-
-    def after_step(self, t, v, delta, grad):
-        if self.clip_extreme and (t + 1) % self.clip_extreme_every == 0:
-            pct = min(max(self.e_pct(t), 0.0), 100.0)
-            lo = _per_image_quantile(v, pct / 200.0)
-            hi = _per_image_quantile(v, 1.0 - pct / 200.0)
-            v = torch.minimum(torch.maximum(v, _bcast(lo, v)), _bcast(hi, v))
-        if self.clip_small_norm and (t + 1) % self.clip_small_norm_every == 0:
-            v = self._zero_small(v, v.norm(dim=1), self.n_pct(t))
-        if self.clip_small_contribution and (t + 1) % self.clip_small_contribution_every == 0:
-            v = self._zero_small(v, (v * grad).norm(dim=1), self.c_pct(t))
-        if self.image_jitter:
-            ox, oy = self._shift
-            v = torch.roll(v, (-oy, -ox), (-2, -1))
-            delta = torch.roll(delta, (-oy, -ox), (-2, -1))
-        return v, delta
-
-    @staticmethod
-    def _zero_small(v: Tensor, norm: Tensor, pct: float) -> Tensor:
-        pct = min(max(pct, 0.0), 100.0)
-        threshold = _per_image_quantile(norm, pct / 100.0)
-        keep = (norm >= _bcast(threshold, norm)).unsqueeze(1)
-        return v * keep
-
-    def finish(self, t, v):
-        if self.image_blur:
-            v = gaussian_blur_torch(v, self.sigma(t))
-        return v
+    arr = images.detach().cpu().numpy() if isinstance(images, Tensor) else np.asarray(images)
+    arr = arr + np.asarray(img_mean, np.float32).reshape(1, 3, 1, 1)
+    return np.ascontiguousarray(arr[:, ::-1].transpose(0, 2, 3, 1))

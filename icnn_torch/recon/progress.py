@@ -1,11 +1,12 @@
-"""Progress display and intermediate snapshots of the reconstruction loops.
+"""Progress of the reconstruction loops: the loss record, lines, a bar.
 
 Display (``disp_every`` / ``disp``):
 
 - an int N: print the original's ``iter=N; err=V;`` line every N iterations (for a batch,
-  ``err=`` lists one value per image, comma separated);
-- ``None`` (default): a progress bar when standard error is a terminal, else the
-  ``iter=`` lines every iteration, as the original printed them to logs;
+  ``err=`` lists one value per image, comma separated); ``True`` is 1;
+- ``None``: a progress bar on an interactive terminal (one that has a window size); it
+  stays on screen at the end, showing the final loss. Elsewhere (logs, pipes, a terminal
+  without a size) the ``iter=`` lines every iteration, as the original printed them;
 - ``0`` / ``False``: silent.
 
 Losses are kept on the device; one is copied to the host only when a line (or a bar
@@ -18,6 +19,9 @@ appear a few iterations late on a GPU, but always in iteration order and with th
 text as an immediate print. On the CPU (or for a loss already on the host) they are
 printed at once. The bar advances every iteration and its postfix shows the latest
 loss that has reached the host.
+
+A loss that has become NaN or infinite raises :class:`~icnn_torch.errors.NonFiniteError`
+as soon as it reaches the host: at its line or bar postfix, or at the end of the run.
 """
 
 from __future__ import annotations
@@ -26,53 +30,30 @@ import os
 import sys
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Protocol
 
 import numpy as np
-import PIL.Image
 import torch
 from torch import Tensor
 
-from ._util import atomic_output
-from .utils import img_deprocess, normalise_img
+from .._util import is_terminal
+from ..errors import NonFiniteError
 
-__all__ = ["Reporter", "save_image_atomic", "snapshot_dirs"]
-
-
-def save_image_atomic(img_uint8: np.ndarray, path: str) -> None:
-    """Write an HxWx3 uint8 image (format from the suffix) via a temp file and rename."""
-    with atomic_output(path) as tmp:
-        PIL.Image.fromarray(img_uint8).save(tmp, format=_format(path))
+__all__ = ["Reporter", "display_period", "non_finite_message"]
 
 
-def _format(path: str) -> str:
-    ext = os.path.splitext(path)[1].lower()
-    return {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}.get(ext, "PNG")
+def display_period(disp) -> int | None:
+    """The reporter's ``disp_every`` for the L-BFGS engines' ``disp``: True -> every
+    iteration, False -> silent, None -> automatic, an int -> every N iterations."""
+    return None if disp is None else int(disp)
 
 
-def snapshot_dirs(save_intermediate: bool, path: str | Sequence[str] | None, batch: int,
-                  engine: str) -> list[str] | None:
-    """One snapshot folder per image (created), or None when not saving.
-
-    ``path`` may be one folder (a batch gets ``image-000``, ``image-001``... inside it) or
-    one folder per image. The default, as in the original, is
-    ``./recon_img_by_<engine>_<timestamp>``.
-    """
-    if not save_intermediate:
-        return None
-    if path is None:
-        from datetime import datetime
-        path = os.path.join(".", f"recon_img_by_{engine}_{datetime.now():%Y%m%dT%H%M%S}")
-    if isinstance(path, (str, os.PathLike)):
-        dirs = [os.fspath(path)] if batch == 1 else \
-            [os.path.join(os.fspath(path), f"image-{i:03d}") for i in range(batch)]
-    else:
-        dirs = [os.fspath(p) for p in path]
-        if len(dirs) != batch:
-            raise ValueError(f"{len(dirs)} save_intermediate_path entries for a batch of {batch}")
-    for d in dirs:
-        os.makedirs(d, exist_ok=True)
-    return dirs
+def non_finite_message(what: str, value, where: str) -> str:
+    """The message of a reconstruction stopped by a non-finite loss or gradient."""
+    return (f"the {what} became {value} at {where}; nothing is saved for this "
+            "reconstruction. Likely causes: damaged network weights (check them with "
+            "`python -m icnn_torch.download --verify vgg19 generator`) or target features "
+            "with NaN, infinite or huge values")
 
 
 class _CopyEvent(Protocol):
@@ -158,15 +139,13 @@ class Reporter:
         See the module docstring.
     desc : str
         Bar label.
-    device : torch.device
-        Device of the losses.
     start_copy : callable, optional
         Internal: how a due loss is sent to the host (:func:`_start_host_copy`, the
         default); tests substitute one whose events they complete by hand.
     """
 
     def __init__(self, total: int, batch: int, disp_every: int | bool | None, desc: str,
-                 device: torch.device, *, start_copy: _StartCopy | None = None) -> None:
+                 *, start_copy: _StartCopy | None = None) -> None:
         self.total = int(total)
         self.batch = batch
         self._losses: list[Tensor] = []
@@ -174,9 +153,9 @@ class Reporter:
         self._start_copy: _StartCopy = _start_host_copy if start_copy is None else start_copy
         self._bar = None
         if disp_every is None:
-            if _stderr_is_terminal():
+            if _interactive_terminal():
                 from tqdm.auto import tqdm
-                self._bar = tqdm(total=self.total, desc=desc, leave=False, dynamic_ncols=True)
+                self._bar = tqdm(total=self.total, desc=desc, leave=True, dynamic_ncols=True)
                 self.disp_every = 0
             else:
                 self.disp_every = 1
@@ -209,18 +188,31 @@ class Reporter:
         """All recorded losses, shape (n_records, B), float32.
 
         Prints the lines still pending first (waiting for their copies).
+
+        Raises
+        ------
+        NonFiniteError
+            A recorded loss is NaN or infinite.
         """
         self._flush(wait=True)
         if not self._losses:
             return np.zeros((0, self.batch), dtype=np.float32)
-        return torch.stack(self._losses).float().cpu().numpy()
+        losses = torch.stack(self._losses).float().cpu().numpy()
+        bad = np.flatnonzero(~np.isfinite(losses).all(axis=1))
+        if bad.size:
+            raise NonFiniteError(non_finite_message("loss", losses[bad[0]].tolist(),
+                                                    f"iteration {bad[0] + 1}"))
+        return losses
 
     def close(self) -> None:
-        """Print the lines still pending (waiting for their copies) and close the bar."""
+        """Print the lines still pending (waiting for their copies) and close the bar,
+        leaving it on screen with the last loss."""
         try:
             self._flush(wait=True)
         finally:
             if self._bar is not None:
+                if self._losses:
+                    self._bar.set_postfix(err=_bar_text(self._losses[-1].tolist()), refresh=False)
                 self._bar.close()
                 self._bar = None
 
@@ -242,21 +234,23 @@ class Reporter:
             text = ",".join(f"{v:g}" for v in values)
             print(f"iter={entry.iteration}; err={text};", flush=True)
         if entry.postfix and self._bar is not None:
-            self._bar.set_postfix(err=f"{values[0]:.4g}", refresh=False)
+            self._bar.set_postfix(err=_bar_text(values), refresh=False)
+        if not all(np.isfinite(values)):
+            raise NonFiniteError(non_finite_message("loss", values, f"iteration {entry.iteration}"))
 
 
-def _stderr_is_terminal() -> bool:
+def _bar_text(values) -> str:
+    """The bar's loss: that of the first image of the batch."""
+    return f"{values[0]:.4g}"
+
+
+def _interactive_terminal() -> bool:
+    """Whether standard error is a terminal that can show a bar (it has a window size)."""
+    if not is_terminal(sys.stderr):
+        return False
     try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):
+        return os.get_terminal_size(sys.stderr.fileno()).columns > 0
+    except (OSError, ValueError, AttributeError):
         return False
 
 
-def save_snapshots(images: Tensor, dirs: Sequence[str], name: str, img_mean: np.ndarray,
-                   normalise: bool = True) -> None:
-    """Write each Caffe-space image of a (B, 3, H, W) batch as ``dirs[b]/name``."""
-    arr = images.detach().float().cpu().numpy()
-    for b, folder in enumerate(dirs):
-        rgb = img_deprocess(arr[b], img_mean)
-        out = normalise_img(rgb) if normalise else np.uint8(np.clip(rgb, 0, 255))
-        save_image_atomic(out, os.path.join(folder, name))
