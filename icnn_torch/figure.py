@@ -334,11 +334,8 @@ class _Geometry:
 # --------------------------------------------------------------------------- results
 
 def _load_cell(rec: Reconstruction) -> np.ndarray:
-    from PIL import Image
-
-    if rec.jpg_path.is_file():
-        with Image.open(rec.jpg_path) as image:
-            return np.asarray(image.convert("RGB"))
+    if rec.jpg_path.is_file():  # any RGB image file reads as a stimulus does
+        return _as_uint8(load_stimulus(rec.jpg_path))
     return _as_uint8(load_reconstruction(rec.mat_path, "clip"))
 
 
@@ -347,7 +344,7 @@ def _stimulus_cell(path: Path) -> np.ndarray:
 
     img = _as_uint8(load_stimulus(path))
     scale = STIMULUS_MAX_PIXELS / max(img.shape[:2])
-    if scale < 1:  # no more pixels than the print shows
+    if scale < 1:  # about what a 1-inch cell shows at 300 to 500 dpi
         size = (round(img.shape[1] * scale), round(img.shape[0] * scale))
         img = np.asarray(Image.fromarray(img).resize(size, Image.Resampling.LANCZOS))
     return img
