@@ -37,6 +37,8 @@ class EngineInfo:
     first_snapshot : int
         Number of the first ``%05d`` snapshot (1 for the GD engines, 0 for L-BFGS, whose
         evaluation 0 is the start).
+    method : str
+        The method in words, as a figure caption names it (e.g. ``"DGN + gradient descent"``).
     """
 
     name: str
@@ -46,6 +48,7 @@ class EngineInfo:
     batched: bool
     snapshot_unit: str
     first_snapshot: int
+    method: str
 
     def load(self) -> ModuleType:
         """The engine's module (with its ``reconstruct_image``)."""
@@ -53,10 +56,14 @@ class EngineInfo:
 
 
 ENGINES: dict[str, EngineInfo] = {e.name: e for e in (
-    EngineInfo("icnn_lbfgs", "maxiter", "disp", False, False, "function evaluation", 0),
-    EngineInfo("icnn_gd", "iter_n", "disp_every", False, True, "iteration", 1),
-    EngineInfo("icnn_dgn_gd", "iter_n", "disp_every", True, True, "iteration", 1),
-    EngineInfo("icnn_dgn_lbfgs", "maxiter", "disp", True, False, "function evaluation", 0),
+    EngineInfo("icnn_lbfgs", "maxiter", "disp", False, False, "function evaluation", 0,
+               "L-BFGS-B"),
+    EngineInfo("icnn_gd", "iter_n", "disp_every", False, True, "iteration", 1,
+               "gradient descent"),
+    EngineInfo("icnn_dgn_gd", "iter_n", "disp_every", True, True, "iteration", 1,
+               "DGN + gradient descent"),
+    EngineInfo("icnn_dgn_lbfgs", "maxiter", "disp", True, False, "function evaluation", 0,
+               "DGN + L-BFGS-B"),
 )}
 
 

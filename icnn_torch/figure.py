@@ -1,243 +1,483 @@
-"""Paper-style figure panels of a results tree: one PNG per script.
+"""Paper-style figure panels of a results tree: one PNG and one PDF per script folder.
 
 Usage::
 
     python -m icnn_torch.figure results [--stimuli DIR [--mapping CSV]] [--out-dir DIR]
-        [--labels Img0009 Img0002 ...] [--scripts NAME ...] [--cell 128]
+        [--labels Img0009,Img0002,...] [--scripts NAME,...] [--image-type TYPE]
+        [--cell-inches 0.9] [--dpi 300] [--debug]
 
-Layout of a panel (like the paper's figures 2-8): columns are the image labels, in the
-script's original order (:data:`icnn_torch.evaluate.SCRIPT_LABELS`; labels not listed
-there follow in natural order; ``--labels`` gives an explicit list). Rows are the
-(subject, layer set, ROI) combinations found, subject first, then layer set (script 3,
-``layers-1to1`` ... ``layers-1to7``), then ROI (script 5, V1 V2 V3 V4 HVC VC). A row's
-header shows its subject, its layer set if any, and its ROI when the panel has more than
-one. With ``--stimuli`` a ground-truth row headed ``stimulus`` comes first (stimulus
-lookup as in :mod:`icnn_torch.evaluate`). A cell shows the script's
-``recon_img_normalized-<label>.jpg`` (or, without it, the ``.mat`` image clipped to
-0..255); a missing image leaves a grey-outlined empty cell.
+A panel is laid out like the paper's figures 2-8, at print size (matplotlib):
 
-Geometry (pixels, :class:`PanelLayout` defaults)::
+- the title on top: the paper's figure number and title from the folder's run record
+  (``figure_title``, e.g. "Fig 2. ..."), else the folder's name;
+- one column per image label, in the script's order (the record's ``labels``; labels it
+  does not list, and all labels of results without a record, follow in natural order;
+  ``--labels`` gives an explicit list), headed by the label;
+- with ``--stimuli``, a ground-truth row headed "Stimulus" on top (stimulus lookup as in
+  :mod:`icnn_torch.evaluate`; a missing stimulus image gives a warning and an empty cell
+  marked "no image"), set off from the reconstructions by a wider gap;
+- one row per (subject, layer set, ROI) found, ordered by subject, then layer set, then
+  ROI (each in the record's order), headed by its subject and its ROI, or, in a script
+  with layer sets, by its subject and layer set (and the ROI too when the panel has
+  several);
+- a caption below: the method and its iteration count (e.g. "DGN + gradient descent, 200
+  iterations"), the network, and the ROI when the rows do not name it (results without
+  a record have no caption).
 
-    width  = 2 * margin + row_header + n_cols * cell + (n_cols - 1) * gap
-    height = 2 * margin + title + col_header + n_rows * cell + (n_rows - 1) * gap
-
-    cell 128, gap 4, margin 8, row_header 112, title 20, col_header 16
-
-``n_rows`` counts the ground-truth row. The title (the script's folder name) is at the
-top left; the labels are centred above their columns; row headers are left aligned and
-vertically centred in the strip left of their row. White background, black text in
-PIL's default font; text too long for its strip is cut with "...". Panels are written
-(atomically) as ``<out dir>/<script>.png``, by default ``RESULTS_DIR/figures/``. Only
-Pillow is needed.
+A cell shows the script's ``recon_img_normalized-<label>.jpg`` (or, without it, the
+``.mat`` image clipped to 0..255); a reconstruction that is absent leaves a cell marked
+"no image". Geometry (:class:`PanelStyle`, inches and points): square cells of at most
+1 inch, shrunk so that the panel fits a page of 7.5 x 8.75 inches (the full width and
+height of a PLOS figure) unless the cell size is given; matplotlib's default font
+(DejaVu Sans), labels 8 pt (down to 6 pt for many columns), title 9 pt bold, caption
+7 pt; texts wrapped, never cut at the panel's edge; fonts embedded as TrueType in the
+PDF. Panels are written
+(atomically) as ``<out dir>/<script>.png`` (``--dpi``, default 300) and ``.pdf``, by
+default into ``RESULTS_DIR/figures/``.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import re
 import sys
-from collections import defaultdict
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
 
-from icnn_torch.evaluate import (PathLike, Reconstruction, StimulusMapping,
-                                 find_reconstructions, find_stimulus, load_reconstruction,
-                                 natural_key, order_labels, read_stimulus_mapping, roi_key)
-from icnn_torch._util import atomic_output
+from icnn_torch._util import PathLike, atomic_output
+from icnn_torch.engines import ENGINES
+from icnn_torch.errors import ConfigError, OutputError, run_cli
+from icnn_torch.evaluate import (StimulusMapping, comma_list, find_stimulus, load_stimulus,
+                                 read_stimulus_mapping, stimulus_patterns, warnings_to_stderr)
+from icnn_torch.results import (Reconstruction, ScriptResults, find_script_results,
+                                load_reconstruction)
 
-__all__ = ["PanelLayout", "compose_panel", "script_panels", "make_figures", "main"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from PIL import Image
 
-BACKGROUND = (255, 255, 255)
-TEXT_COLOUR = (0, 0, 0)
-MISSING_OUTLINE = (190, 190, 190)
-STIMULUS_ROW = "stimulus"
+__all__ = ["PanelStyle", "STIMULUS_ROW", "compose_panel", "script_panel", "script_panels",
+           "make_figures", "main"]
+
+#: Header of the ground-truth row.
+STIMULUS_ROW = "Stimulus"
+#: Text of a cell without an image.
+MISSING_TEXT = "no image"
+MISSING_COLOUR = "0.6"
+#: Longest side, in pixels, of a stimulus image as drawn (the reconstructions are 224).
+STIMULUS_MAX_PIXELS = 512
+#: Points per inch.
+POINT = 1 / 72
+
+#: ``gid`` of the panel's artists, for programs that inspect a panel.
+GID_TITLE, GID_COLUMN, GID_ROW, GID_CAPTION = "title", "column-label", "row-label", "caption"
+GID_IMAGE, GID_MISSING = "image", "missing"
 
 
 @dataclass(frozen=True)
-class PanelLayout:
-    """Panel geometry in pixels (see the module docstring for the size rule)."""
+class PanelStyle:
+    """Panel geometry (inches) and fonts (points).
 
-    cell: int = 128
-    gap: int = 4
-    margin: int = 8
-    row_header: int = 112
-    title: int = 20
-    col_header: int = 16
+    Attributes
+    ----------
+    cell : float or None
+        Side of an image cell; None: :attr:`max_cell`, shrunk to fit the page.
+    max_cell : float
+    page_width, page_height : float
+        The largest panel (PLOS: 7.5 x 8.75 in) when ``cell`` is None.
+    gap : float
+        Between cells.
+    stimulus_gap : float
+        Extra space below the ground-truth row.
+    margin : float
+        Around the panel.
+    pad : float
+        Between a text and the images it labels.
+    title_size, label_size, caption_size, min_label_size : float
+        Font sizes. When the widest column label does not fit its cell, all column labels
+        and row headers are set smaller, down to ``min_label_size``; below that the column
+        labels stand vertically at ``label_size`` (cut with an ellipsis beyond 1.5 in).
+    """
 
-    def size(self, n_rows: int, n_cols: int) -> tuple[int, int]:
-        """(width, height) of a panel with ``n_rows`` x ``n_cols`` image cells."""
-        if n_rows < 1 or n_cols < 1:
-            raise ValueError(f"a panel needs at least one row and column, got "
-                             f"{n_rows}x{n_cols}")
-        width = 2 * self.margin + self.row_header + n_cols * self.cell + (n_cols - 1) * self.gap
-        height = (2 * self.margin + self.title + self.col_header + n_rows * self.cell
-                  + (n_rows - 1) * self.gap)
-        return width, height
-
-    def cell_origin(self, row: int, col: int) -> tuple[int, int]:
-        """(x, y) of the top-left pixel of cell (row, col)."""
-        x = self.margin + self.row_header + col * (self.cell + self.gap)
-        y = self.margin + self.title + self.col_header + row * (self.cell + self.gap)
-        return x, y
+    cell: Optional[float] = None
+    max_cell: float = 1.0
+    page_width: float = 7.5
+    page_height: float = 8.75
+    gap: float = 0.03
+    stimulus_gap: float = 0.08
+    margin: float = 0.08
+    pad: float = 0.05
+    title_size: float = 9.0
+    label_size: float = 8.0
+    caption_size: float = 7.0
+    min_label_size: float = 6.0
 
 
-def _fit_text(draw: ImageDraw.ImageDraw, text: str, font, max_width: int) -> str:
-    """``text`` cut with "..." so that it is at most ``max_width`` pixels wide."""
-    if draw.textlength(text, font=font) <= max_width:
+# --------------------------------------------------------------------------- text
+
+@functools.lru_cache(maxsize=4096)
+def _text_width(text: str, size: float, weight: str = "normal") -> float:
+    """Width in inches of one line of ``text`` in matplotlib's default font."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import text_to_path
+
+    if not text:
+        return 0.0
+    width, _, _ = text_to_path.get_text_width_height_descent(
+        text, FontProperties(size=size, weight=weight), ismath=False)
+    return width * POINT
+
+
+def _ellipsis(text: str, size: float, width: float, weight: str = "normal") -> str:
+    """``text`` cut with "…" to at most ``width`` inches."""
+    if _text_width(text, size, weight) <= width:
         return text
-    while text and draw.textlength(text + "...", font=font) > max_width:
+    while text and _text_width(text + "…", size, weight) > width:
         text = text[:-1]
-    return text + "..." if text else ""
+    return text + "…"
 
 
-def _as_rgb_image(cell: Union[Image.Image, np.ndarray]) -> Image.Image:
-    if isinstance(cell, Image.Image):
-        return cell.convert("RGB")
-    array = np.clip(np.asarray(cell, dtype=np.float64), 0, 255).astype(np.uint8)
-    return Image.fromarray(array, mode="RGB")
+def _wrap(text: str, size: float, width: float, weight: str = "normal") -> list[str]:
+    """``text`` broken into lines of at most ``width`` inches: at spaces, and a word wider
+    than a line after its ``_``, ``-`` or ``/`` (a piece still too wide is cut with an
+    ellipsis)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and _text_width(f"{lines[-1]} {word}", size, weight) <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+            continue
+        lines.append("")
+        for piece in re.split(r"(?<=[_\-/])", word):
+            if lines[-1] and _text_width(lines[-1] + piece, size, weight) > width:
+                lines.append("")
+            lines[-1] = _ellipsis(lines[-1] + piece, size, width, weight)
+    return lines
+
+
+def _line_height(size: float) -> float:
+    return 1.25 * size * POINT
+
+
+# --------------------------------------------------------------------------- panel
+
+def _as_uint8(cell: Union["Image.Image", np.ndarray]) -> np.ndarray:
+    if isinstance(cell, np.ndarray):
+        return np.clip(np.asarray(cell, dtype=np.float64), 0, 255).astype(np.uint8)
+    return np.asarray(cell.convert("RGB"))
 
 
 def compose_panel(row_headers: Sequence[Sequence[str]], col_headers: Sequence[str],
-                  cells: Mapping[tuple[int, int], Union[Image.Image, np.ndarray]],
-                  title: str = "", layout: PanelLayout = PanelLayout()) -> Image.Image:
-    """Draw a labelled grid of images.
+                  cells: Mapping[tuple[int, int], Union["Image.Image", np.ndarray]],
+                  title: str = "", caption: str = "", stimulus_row: bool = False,
+                  style: PanelStyle = PanelStyle()) -> "Figure":
+    """Draw a labelled grid of images as a matplotlib figure at print size.
 
     Parameters
     ----------
     row_headers : sequence of sequence of str
-        Text lines of each row's header (e.g. ``["S1", "V1"]``).
+        Text lines of each row's header (e.g. ``["S1", "V1"]``), right-aligned left of
+        the row.
     col_headers : sequence of str
         Text above each column (e.g. image labels).
-    cells : mapping (row, col) -> PIL image or HxWx3 array (RGB 0..255)
-        Images, resized to ``layout.cell`` squares; absent cells stay empty with a grey
-        outline.
+    cells : mapping (row, col) -> PIL image or (H, W, 3) array (RGB 0..255)
+        Images, drawn undistorted in square cells; absent cells are marked "no image".
     title : str
-        Text in the title strip.
-    layout : PanelLayout
+        Bold, top left, wrapped to the panel's width.
+    caption : str
+        Below the grid, wrapped to the panel's width.
+    stimulus_row : bool
+        Row 0 is the ground truth: a wider gap separates it from the others.
+    style : PanelStyle
 
     Returns
     -------
-    PIL.Image.Image
-        RGB, of size ``layout.size(len(row_headers), len(col_headers))``.
+    matplotlib.figure.Figure
+        With an Agg canvas; ``figure.get_size_inches()`` is the print size. Texts and
+        axes carry the ``gid`` s ``GID_*`` of this module.
     """
-    width, height = layout.size(len(row_headers), len(col_headers))
-    panel = Image.new("RGB", (width, height), BACKGROUND)
-    draw = ImageDraw.Draw(panel)
-    font = ImageFont.load_default()
-    line_height = max(1, int(draw.textbbox((0, 0), "Ag", font=font)[3]) + 2)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    if title:
-        draw.text((layout.margin, layout.margin),
-                  _fit_text(draw, title, font, width - 2 * layout.margin),
-                  fill=TEXT_COLOUR, font=font)
-    for col, text in enumerate(col_headers):
-        x, _ = layout.cell_origin(0, col)
-        text = _fit_text(draw, text, font, layout.cell)
-        text_x = x + (layout.cell - draw.textlength(text, font=font)) / 2
-        draw.text((text_x, layout.margin + layout.title), text, fill=TEXT_COLOUR, font=font)
+    n_rows, n_cols = len(row_headers), len(col_headers)
+    if n_rows < 1 or n_cols < 1:
+        raise ValueError(f"a panel needs at least one row and column, got {n_rows}x{n_cols}")
+    s = style
+    geo = _Geometry.fit(s, [list(lines) for lines in row_headers], list(col_headers), title,
+                        caption, stimulus_row and n_rows > 1)
+    cell = geo.cell
+    fig = Figure(figsize=(geo.width, geo.height))
+    FigureCanvasAgg(fig)
+    inches = fig.dpi_scale_trans
+
+    def text(x: float, y: float, content: str, gid: str, **kwargs) -> None:
+        fig.text(x, y, content, transform=inches, gid=gid, parse_math=False, **kwargs)
+
+    top = geo.height - s.margin  # a cursor going down the panel, in inches from the bottom
+    for line in geo.title_lines:
+        text(s.margin, top, line, GID_TITLE, size=s.title_size, weight="bold",
+             ha="left", va="top")
+        top -= _line_height(s.title_size)
+    if geo.title_lines:
+        top -= s.pad
+    top -= geo.label_strip  # the column labels stand on this line
+    for col, label in enumerate(col_headers):
+        x = geo.left + col * (cell + s.gap) + cell / 2
+        if geo.labels_vertical:
+            text(x, top, _ellipsis(label, geo.label_size, geo.label_strip), GID_COLUMN,
+                 size=geo.label_size, rotation=90, ha="center", va="bottom")
+        else:
+            text(x, top + geo.label_strip / 2, label, GID_COLUMN, size=geo.label_size,
+                 ha="center", va="center")
+    top -= s.pad
+    missing_text = MISSING_TEXT if _text_width(MISSING_TEXT, s.min_label_size) <= 0.8 * cell \
+        else MISSING_TEXT.replace(" ", "\n")
     for row, lines in enumerate(row_headers):
-        _, y = layout.cell_origin(row, 0)
-        lines = list(lines)
-        top = y + (layout.cell - line_height * len(lines)) / 2
-        for index, text in enumerate(lines):
-            text = _fit_text(draw, text, font, layout.row_header - 4)
-            draw.text((layout.margin, top + index * line_height), text, fill=TEXT_COLOUR,
-                      font=font)
-    for row in range(len(row_headers)):
-        for col in range(len(col_headers)):
-            x, y = layout.cell_origin(row, col)
+        cell_top = top - row * (cell + s.gap) - (geo.stimulus_gap if row > 0 else 0.0)
+        shown = "\n".join(_ellipsis(line, s.label_size, geo.header_width) for line in lines)
+        text(geo.left - s.pad, cell_top - cell / 2, shown, GID_ROW, size=geo.label_size,
+             ha="right", va="center", multialignment="right", linespacing=1.25)
+        for col in range(n_cols):
+            x = geo.left + col * (cell + s.gap)
+            ax = fig.add_axes((x / geo.width, (cell_top - cell) / geo.height,
+                               cell / geo.width, cell / geo.height))
+            ax.set_xticks([])
+            ax.set_yticks([])
             if (row, col) in cells:
-                image = _as_rgb_image(cells[row, col])
-                if image.size != (layout.cell, layout.cell):
-                    image = image.resize((layout.cell, layout.cell), Image.Resampling.LANCZOS)
-                panel.paste(image, (x, y))
+                ax.set_gid(GID_IMAGE)
+                ax.imshow(_as_uint8(cells[row, col]), interpolation="antialiased")
+                ax.set_axis_off()
             else:
-                draw.rectangle([x, y, x + layout.cell - 1, y + layout.cell - 1],
-                               outline=MISSING_OUTLINE)
-    return panel
+                ax.set_gid(GID_MISSING)
+                for spine in ax.spines.values():
+                    spine.set_edgecolor(MISSING_COLOUR)
+                    spine.set_linewidth(0.5)
+                ax.text(0.5, 0.5, missing_text, transform=ax.transAxes, ha="center",
+                        va="center", size=s.min_label_size, color=MISSING_COLOUR,
+                        gid=GID_MISSING, linespacing=1.25)
+    bottom = top - n_rows * cell - (n_rows - 1) * s.gap - geo.stimulus_gap - s.pad
+    for line in geo.caption_lines:
+        text(s.margin, bottom, line, GID_CAPTION, size=s.caption_size, ha="left", va="top")
+        bottom -= _line_height(s.caption_size)
+    return fig
 
 
-def _load_cell(rec: Reconstruction) -> Image.Image:
-    if rec.jpg_path.is_file():
-        with Image.open(rec.jpg_path) as image:
-            return image.convert("RGB")
-    return _as_rgb_image(load_reconstruction(rec.mat_path, "clip"))
+@dataclass(frozen=True)
+class _Geometry:
+    """Where everything of a panel goes (inches)."""
+
+    cell: float
+    width: float
+    height: float
+    left: float  # x of the first column
+    header_width: float  # of the row headers
+    stimulus_gap: float
+    title_lines: list
+    caption_lines: list
+    label_size: float  # one font size for all column labels and row headers
+    labels_vertical: bool
+    label_strip: float  # height of the column labels
+
+    @classmethod
+    def fit(cls, s: PanelStyle, row_headers: list, col_headers: list, title: str,
+            caption: str, stimulus_row: bool) -> "_Geometry":
+        """The geometry for ``s.cell``, or for the largest cell up to ``s.max_cell`` that
+        fits the page (``s.page_width`` x ``s.page_height``)."""
+        n_rows, n_cols = len(row_headers), len(col_headers)
+        header_width = min(max((_text_width(text, s.label_size)
+                                for lines in row_headers for text in lines), default=0.0),
+                           0.3 * s.page_width)
+        left = s.margin + header_width + s.pad
+        stimulus_gap = s.stimulus_gap if stimulus_row else 0.0
+        widest = max(_text_width(label, s.label_size) for label in col_headers)
+
+        def at(cell: float) -> "_Geometry":
+            width = left + n_cols * cell + (n_cols - 1) * s.gap + s.margin
+            title_lines = _wrap(title, s.title_size, width - 2 * s.margin, "bold")
+            caption_lines = _wrap(caption, s.caption_size, width - 2 * s.margin)
+            # the largest size (0.1 pt steps) at which the widest label fits its cell, with
+            # a gap to its neighbours; vertical labels when even the minimum is too wide
+            room = cell - s.gap
+            size = s.label_size if widest <= room else \
+                np.floor(10 * s.label_size * room / widest) / 10
+            vertical = size < s.min_label_size
+            if vertical:
+                size, strip = s.label_size, min(widest, 1.5)
+            else:
+                strip = _line_height(size)
+            height = (s.margin + len(title_lines) * _line_height(s.title_size)
+                      + (s.pad if title_lines else 0.0) + strip + s.pad
+                      + n_rows * cell + (n_rows - 1) * s.gap + stimulus_gap
+                      + (s.pad + len(caption_lines) * _line_height(s.caption_size)
+                         if caption_lines else 0.0) + s.margin)
+            return cls(cell, width, height, left, header_width, stimulus_gap, title_lines,
+                       caption_lines, float(size), vertical, strip)
+
+        if s.cell is not None:
+            return at(s.cell)
+        by_width = min(s.max_cell, (s.page_width - left - s.margin - (n_cols - 1) * s.gap)
+                       / n_cols)
+        geo = at(by_width)
+        for _ in range(3):  # the text around the cells depends a little on their size
+            room = s.page_height - (geo.height - n_rows * geo.cell)
+            cell = max(min(by_width, room / n_rows), 0.1)
+            if cell == geo.cell:
+                break
+            geo = at(cell)
+        return geo
 
 
-def _load_stimulus_cell(path: Path) -> Image.Image:
-    with Image.open(path) as image:
-        return image.convert("RGB")
+# --------------------------------------------------------------------------- results
+
+def _load_cell(rec: Reconstruction) -> np.ndarray:
+    if rec.jpg_path.is_file():  # any RGB image file reads as a stimulus does
+        return _as_uint8(load_stimulus(rec.jpg_path))
+    return _as_uint8(load_reconstruction(rec.mat_path, "clip"))
+
+
+def _stimulus_cell(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    img = _as_uint8(load_stimulus(path))
+    scale = STIMULUS_MAX_PIXELS / max(img.shape[:2])
+    if scale < 1:  # about what a 1-inch cell shows at 300 to 500 dpi
+        size = (round(img.shape[1] * scale), round(img.shape[0] * scale))
+        img = np.asarray(Image.fromarray(img).resize(size, Image.Resampling.LANCZOS))
+    return img
+
+
+def _caption(folder: ScriptResults, rois_in_rows: bool, rois: Sequence[str]) -> str:
+    parts = []
+    if folder.engine is not None:
+        info = ENGINES.get(folder.engine)
+        method = info.method if info is not None else folder.engine
+        iterations = folder.iterations
+        parts.append(method if iterations is None else
+                     f"{method}, {iterations} iteration{'s' if iterations != 1 else ''}")
+    if folder.network:
+        parts.append(f"network {folder.network}")
+    if not rois_in_rows and folder.record is not None:
+        parts.append(f"ROI {', '.join(rois)}")
+    return "; ".join(parts) + "." if parts else ""
+
+
+def script_panel(folder: ScriptResults, stimuli_dir: Optional[PathLike] = None,
+                 mapping: Optional[StimulusMapping] = None,
+                 labels: Optional[Sequence[str]] = None, image_type: Optional[str] = None,
+                 style: PanelStyle = PanelStyle()) -> Optional["Figure"]:
+    """The panel of one script folder (layout in the module docstring).
+
+    Parameters
+    ----------
+    folder : ScriptResults
+    stimuli_dir : path, optional
+        Adds the ground-truth row.
+    mapping : dict, optional
+        Parsed stimulus mapping (:func:`icnn_torch.evaluate.read_stimulus_mapping`).
+    labels : sequence of str, optional
+        Columns to show, in this order (labels without any reconstruction are dropped).
+    image_type : str, optional
+        Image type when the folder has no run record (stimulus lookup).
+    style : PanelStyle
+
+    Returns
+    -------
+    Figure or None
+        None when no reconstruction has one of the labels.
+
+    Warns
+    -----
+    UserWarning
+        For each stimulus image that is not found (its cell stays empty).
+    """
+    recs = folder.reconstructions(image_type)
+    found_labels = {rec.label for rec in recs}
+    if labels is not None:
+        columns = [label for label in dict.fromkeys(labels) if label in found_labels]
+    else:
+        columns = sorted(found_labels, key=folder.key("labels"))
+    if not columns:
+        return None
+    subject_key, set_key, roi_key = folder.key("subjects"), folder.key("layer_sets"), \
+        folder.key("rois")
+    row_keys = sorted({(rec.subject, rec.layer_set or "", rec.roi) for rec in recs},
+                      key=lambda k: (subject_key(k[0]), set_key(k[1]), roi_key(k[2])))
+    rois = sorted({key[2] for key in row_keys}, key=roi_key)
+    has_sets = any(key[1] for key in row_keys)
+    rois_in_rows = not has_sets or len(rois) > 1
+    row_headers: list[list[str]] = []
+    cells: dict[tuple[int, int], np.ndarray] = {}
+    if stimuli_dir is not None:
+        row_headers.append([STIMULUS_ROW])
+        stim_type = folder.image_type or image_type
+        for col, label in enumerate(columns):
+            path = find_stimulus(stimuli_dir, label, stim_type, mapping)
+            if path is None:
+                warnings.warn(f"no stimulus image for {label} of {folder.name} (looked for "
+                              f"{' and '.join(stimulus_patterns(stimuli_dir, label, stim_type))}"
+                              "); its cell in the ground-truth row is left empty",
+                              stacklevel=3)
+            else:
+                cells[0, col] = _stimulus_cell(path)
+    first = len(row_headers)
+    for subject, layer_set, roi in row_keys:
+        row_headers.append([subject] + ([layer_set] if layer_set else [])
+                           + ([roi] if rois_in_rows else []))
+    row_of = {key: first + index for index, key in enumerate(row_keys)}
+    col_of = {label: index for index, label in enumerate(columns)}
+    for rec in recs:
+        if rec.label in col_of:
+            cells[row_of[rec.subject, rec.layer_set or "", rec.roi], col_of[rec.label]] = \
+                _load_cell(rec)
+    return compose_panel(row_headers, columns, cells, title=folder.figure_title,
+                         caption=_caption(folder, rois_in_rows, rois),
+                         stimulus_row=stimuli_dir is not None, style=style)
 
 
 def script_panels(results_dir: PathLike, stimuli_dir: Optional[PathLike] = None,
                   mapping: Optional[Union[PathLike, StimulusMapping]] = None,
                   labels: Optional[Sequence[str]] = None,
                   scripts: Optional[Iterable[str]] = None,
-                  layout: PanelLayout = PanelLayout()) -> dict[str, Image.Image]:
-    """One composed panel per script folder found under ``results_dir``.
+                  image_type: Optional[str] = None,
+                  style: PanelStyle = PanelStyle()) -> dict[str, "Figure"]:
+    """One panel per script folder of ``results_dir`` (see :func:`script_panel`).
 
     Parameters
     ----------
     results_dir : path
         ``results`` or one script's folder.
-    stimuli_dir : path, optional
-        Adds the ground-truth row (missing stimuli leave empty cells).
-    mapping : path or dict, optional
-        Stimulus mapping (see :mod:`icnn_torch.evaluate`).
-    labels : sequence of str, optional
-        Columns to show, in this order (labels without any reconstruction are dropped);
-        default: all labels found, in the script's order.
+    stimuli_dir, mapping
+        Stimulus folder and mapping (CSV path or parsed); with ``stimuli_dir`` every
+        panel gets a ground-truth row.
+    labels, image_type, style
+        As :func:`script_panel`.
     scripts : iterable of str, optional
         Script folder names to draw (default all found).
-    layout : PanelLayout
 
     Returns
     -------
     dict
-        Script folder name -> RGB panel, in script order.
+        Script folder name -> figure, in the folders' order; folders without a
+        reconstruction of the labels are left out.
+
+    Raises
+    ------
+    ConfigError
+        A missing results or stimulus folder, or an unknown script folder name.
     """
+    if stimuli_dir is not None and not Path(stimuli_dir).is_dir():
+        raise ConfigError(f"stimulus folder {stimuli_dir} does not exist")
     if mapping is not None and not isinstance(mapping, Mapping):
         mapping = read_stimulus_mapping(mapping, stimuli_dir)
-    by_script: dict[str, list[Reconstruction]] = defaultdict(list)
-    for rec in find_reconstructions(results_dir, scripts):
-        by_script[rec.script].append(rec)
-    panels: dict[str, Image.Image] = {}
-    for script in sorted(by_script, key=natural_key):
-        recs = by_script[script]
-        found_labels = {rec.label for rec in recs}
-        if labels is not None:
-            columns = [label for label in dict.fromkeys(labels) if label in found_labels]
-        else:
-            columns = order_labels(script, found_labels)
-        if not columns:
-            continue
-        row_keys = sorted({(rec.subject, rec.layer_set or "", rec.roi) for rec in recs},
-                          key=lambda k: (natural_key(k[0]), natural_key(k[1]), roi_key(k[2])))
-        several_rois = len({key[2] for key in row_keys}) > 1
-        row_headers: list[list[str]] = []
-        cells: dict[tuple[int, int], Image.Image] = {}
-        if stimuli_dir is not None:
-            row_headers.append([STIMULUS_ROW])
-            image_type = recs[0].image_type
-            for col, label in enumerate(columns):
-                path = find_stimulus(stimuli_dir, label, image_type, mapping)
-                if path is not None:
-                    cells[0, col] = _load_stimulus_cell(path)
-        first_recon_row = len(row_headers)
-        for subject, layer_set, roi in row_keys:
-            row_headers.append([subject] + ([layer_set] if layer_set else [])
-                               + ([roi] if several_rois else []))
-        row_of = {key: first_recon_row + index for index, key in enumerate(row_keys)}
-        col_of = {label: index for index, label in enumerate(columns)}
-        for rec in recs:
-            if rec.label in col_of:
-                cells[row_of[rec.subject, rec.layer_set or "", rec.roi],
-                      col_of[rec.label]] = _load_cell(rec)
-        panels[script] = compose_panel(row_headers, columns, cells, title=script,
-                                       layout=layout)
+    panels: dict[str, "Figure"] = {}
+    for folder in find_script_results(results_dir, scripts):
+        panel = script_panel(folder, stimuli_dir, mapping, labels, image_type, style)
+        if panel is not None:
+            panels[folder.name] = panel
     return panels
 
 
@@ -246,60 +486,96 @@ def make_figures(results_dir: PathLike, out_dir: Optional[PathLike] = None,
                  mapping: Optional[Union[PathLike, StimulusMapping]] = None,
                  labels: Optional[Sequence[str]] = None,
                  scripts: Optional[Iterable[str]] = None,
-                 layout: PanelLayout = PanelLayout()) -> list[Path]:
-    """Write ``<out_dir>/<script>.png`` for every script found; return the paths.
+                 image_type: Optional[str] = None,
+                 style: PanelStyle = PanelStyle(), dpi: float = 300) -> list[Path]:
+    """Write ``<out_dir>/<script>.png`` and ``.pdf`` for every script folder drawn.
 
-    ``out_dir`` defaults to ``results_dir/figures``; other arguments as
-    :func:`script_panels`.
+    ``out_dir`` defaults to ``results_dir/figures``; ``dpi`` is the PNG's resolution;
+    other arguments as :func:`script_panels`. Returns the paths written (PNG, PDF per
+    script), each written atomically.
+
+    Raises
+    ------
+    OutputError
+        ``out_dir`` cannot be written.
     """
-    panels = script_panels(results_dir, stimuli_dir, mapping, labels, scripts, layout)
+    import matplotlib
+
+    panels = script_panels(results_dir, stimuli_dir, mapping, labels, scripts, image_type,
+                           style)
     out = Path(out_dir) if out_dir is not None else Path(results_dir) / "figures"
     written = []
-    for script, panel in panels.items():
-        path = out / f"{script}.png"
-        with atomic_output(path) as tmp:
-            panel.save(tmp, format="PNG")
-        written.append(path)
+    # TrueType fonts in the PDF (what journals ask for: text stays text)
+    with matplotlib.rc_context({"pdf.fonttype": 42}):
+        for script, panel in panels.items():
+            for fmt in ("png", "pdf"):
+                path = out / f"{script}.{fmt}"
+                try:
+                    with atomic_output(path) as tmp:
+                        panel.savefig(tmp, format=fmt, dpi=dpi, facecolor="white")
+                except OSError as err:
+                    raise OutputError(f"cannot write {path}: {err.strerror or err}; choose "
+                                      "another --out-dir") from err
+                written.append(path)
     return written
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Command line entry point (see the module docstring)."""
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m icnn_torch.figure",
-        description="Write one paper-style PNG panel per script of a results tree.")
+        description="Write one paper-style panel (PNG and PDF) per script of a results tree.")
     parser.add_argument("results_dir", help="results folder (or one script's folder)")
     parser.add_argument("--stimuli", default=None,
                         help="stimulus folder; adds a ground-truth row on top")
     parser.add_argument("--mapping", default=None,
                         help="CSV of label,filename (or image_type,label,filename) rows")
     parser.add_argument("--out-dir", default=None,
-                        help="where the PNGs go (default: RESULTS_DIR/figures)")
-    parser.add_argument("--labels", nargs="+", default=None,
-                        help="columns in this order (default: the script's label order)")
-    parser.add_argument("--scripts", nargs="+", default=None,
-                        help="script folder names to draw (default: all found)")
-    parser.add_argument("--cell", type=int, default=PanelLayout.cell,
-                        help="image cell side in pixels (default: %(default)s)")
+                        help="where the panels go (default: RESULTS_DIR/figures)")
+    parser.add_argument("--labels", type=comma_list, default=None,
+                        help="columns in this order, comma-separated (default: the "
+                             "script's label order)")
+    parser.add_argument("--scripts", type=comma_list, default=None,
+                        help="script folder names to draw, comma-separated (default: all)")
+    parser.add_argument("--image-type", default=None,
+                        help="image type of script folders without a run record, e.g. "
+                             "natural; it selects <stimuli>/<image type>/")
+    parser.add_argument("--cell-inches", type=float, default=None,
+                        help="side of an image cell in inches (default: up to 1, fitted "
+                             "to a 7.5 x 8.75 in page)")
+    parser.add_argument("--dpi", type=float, default=300,
+                        help="resolution of the PNG (default: %(default)s)")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    return parser
+
+
+def _run(argv: Optional[Sequence[str]]) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
-    if args.cell < 1:
-        parser.error("--cell must be a positive number of pixels")
-    if args.stimuli is not None and not Path(args.stimuli).is_dir():
-        print(f"error: stimulus folder {args.stimuli} does not exist", file=sys.stderr)
-        return 1
-    try:
+    if args.cell_inches is not None and args.cell_inches <= 0:
+        parser.error("--cell-inches must be positive")
+    if args.dpi <= 0:
+        parser.error("--dpi must be positive")
+    with warnings_to_stderr():
         written = make_figures(args.results_dir, args.out_dir, args.stimuli, args.mapping,
-                               args.labels, args.scripts, PanelLayout(cell=args.cell))
-    except (FileNotFoundError, ValueError, KeyError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+                               args.labels, args.scripts, args.image_type,
+                               PanelStyle(cell=args.cell_inches), args.dpi)
     if not written:
-        print(f"error: no recon_img-<label>.mat files under {args.results_dir}",
-              file=sys.stderr)
-        return 1
+        raise ConfigError(f"no recon_img-<label>.mat files under {args.results_dir}"
+                          + (" with the labels given" if args.labels else "")
+                          + "; run a figure script first (e.g. python "
+                            "1_reconstruct_natural_image.py)")
     for path in written:
         print(f"wrote {path}")
     return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Command line entry point (see the module docstring); returns the exit status.
+
+    Errors of the project print one ``error: ...`` line and return 1; ``--debug`` shows
+    the traceback.
+    """
+    return run_cli(lambda: _run(argv), argv)
 
 
 if __name__ == "__main__":

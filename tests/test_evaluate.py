@@ -13,13 +13,14 @@ import scipy.io
 import torch
 from PIL import Image
 
+from _results_tree import PROJECT_ROOT, save_png, save_recon, write_record
 from icnn_torch import evaluate
-from icnn_torch.evaluate import (evaluate_results, feature_identification, find_reconstructions,
-                                 find_stimulus, load_reconstruction, load_stimulus,
-                                 pairwise_identification, pixcorr, read_stimulus_mapping,
-                                 rgb_to_grey, ssim, write_csv)
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+from icnn_torch.errors import ConfigError, DamagedFileError
+from icnn_torch.evaluate import (evaluate_results, find_stimulus, load_stimulus,
+                                 read_stimulus_mapping, write_csv)
+from icnn_torch.metrics import (feature_identification, pairwise_identification, pixcorr,
+                                rgb_to_grey, ssim)
+from icnn_torch.results import find_reconstructions, load_reconstruction
 SCRIPT2 = "2_reconstruct_natural_image_without_DGN"
 SCRIPT3 = "3_reconstruct_natural_image_different_combinations_of_CNN_layers"
 SCRIPT4 = "4_reconstruct_shape_image"
@@ -211,27 +212,22 @@ def test_feature_identification_input_errors(random_vgg19):
 # --------------------------------------------------------------------------- results tree
 
 def _save_recon(results, rel_dir, label, img):
-    folder = results / rel_dir
-    folder.mkdir(parents=True, exist_ok=True)
-    scipy.io.savemat(folder / f"recon_img-{label}.mat", {"recon_img": img})
-    return folder
-
-
-def _save_png(path, img):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path)
+    save_recon(results / rel_dir, label, img)
 
 
 def _build_tree(tmp_path, size=32, seed=8):
-    """A results tree of scripts 2 and 3 whose reconstructions equal their stimuli."""
+    """A results tree of scripts 2 and 3 (with their run records) whose reconstructions
+    equal their stimuli."""
     rng = np.random.default_rng(seed)
     results, stimuli = tmp_path / "results", tmp_path / "stimuli"
+    write_record(results, SCRIPT2)
+    write_record(results, SCRIPT3)
     labels2 = ["Img0048", "Img0002", "Img0045", "Img0011"]  # not in the script's order
     labels3 = ["Img0016", "Img0036", "Img0042"]
     images = {}
     for label in sorted(set(labels2 + labels3)):
         images[label] = np.round(rng.uniform(0, 255, size=(size, size, 3)))
-        _save_png(stimuli / "natural" / f"{label}.png", images[label])
+        save_png(stimuli / "natural" / f"{label}.png", images[label])
     for label in labels2:
         _save_recon(results, f"{SCRIPT2}/S1/VC", label, images[label])
     for layer_set in ["layers-1to3", "layers-1to1"]:
@@ -320,11 +316,11 @@ def test_single_image_set_has_no_identification(tmp_path):
 
 def test_stimulus_lookup_rules(tmp_path):
     stimuli = tmp_path / "stimuli"
-    _save_png(stimuli / "Img0001.JPG", np.zeros((4, 4, 3)))
-    _save_png(stimuli / "color_shape" / "Img0001.png", np.zeros((4, 4, 3)))
-    _save_png(stimuli / "Img0002.tif", np.zeros((4, 4, 3)))
-    _save_png(stimuli / "Img0002.jpeg", np.zeros((4, 4, 3)))
-    _save_png(stimuli / "mine" / "letter_a.png", np.zeros((4, 4, 3)))
+    save_png(stimuli / "Img0001.JPG", np.zeros((4, 4, 3)))
+    save_png(stimuli / "color_shape" / "Img0001.png", np.zeros((4, 4, 3)))
+    save_png(stimuli / "Img0002.tif", np.zeros((4, 4, 3)))
+    save_png(stimuli / "Img0002.jpeg", np.zeros((4, 4, 3)))
+    save_png(stimuli / "mine" / "letter_a.png", np.zeros((4, 4, 3)))
     assert find_stimulus(stimuli, "Img0001", "natural") == stimuli / "Img0001.JPG"
     assert (find_stimulus(stimuli, "Img0001", "color_shape")
             == stimuli / "color_shape" / "Img0001.png")
@@ -340,7 +336,7 @@ def test_stimulus_lookup_rules(tmp_path):
     assert find_stimulus(stimuli, "Img0001", "natural", mapping) == stimuli / "Img0001.JPG"
     bad = tmp_path / "bad.csv"
     bad.write_text("Img0004,does_not_exist.png\n")
-    with pytest.raises(FileNotFoundError, match="does_not_exist.png"):
+    with pytest.raises(ConfigError, match="does_not_exist.png"):  # was FileNotFoundError
         find_stimulus(stimuli, "Img0004", None, read_stimulus_mapping(bad, stimuli))
 
 
@@ -348,7 +344,7 @@ def test_stimulus_resized_and_reconstruction_clipped(tmp_path):
     gradient = np.linspace(0, 255, 64)
     img = np.stack(np.broadcast_arrays(gradient[None, :], gradient[:, None],
                                        np.full((64, 64), 80.0)), axis=-1)
-    _save_png(tmp_path / "s.png", img)
+    save_png(tmp_path / "s.png", img)
     small = load_stimulus(tmp_path / "s.png", (32, 48))
     assert small.shape == (32, 48, 3) and small.dtype == np.float64
     assert small[..., 2] == pytest.approx(np.full((32, 48), 80.0))
@@ -367,7 +363,7 @@ def test_stimulus_resized_and_reconstruction_clipped(tmp_path):
     assert np.all(np.diff(shown.ravel()) >= 0)  # order kept
     assert shown.ravel()[0] == shown.ravel()[1]  # the bottom 2 % are clipped together
     scipy.io.savemat(tmp_path / "other.mat", {"img": raw})
-    with pytest.raises(KeyError, match="recon_img"):
+    with pytest.raises(DamagedFileError, match="recon_img"):  # was KeyError
         load_reconstruction(tmp_path / "other.mat")
 
 
@@ -416,3 +412,109 @@ def test_write_csv_is_atomic_and_replaces(tmp_path):
     write_csv([{"a": 1, "b": float("nan"), "c": 0.25}], path)
     assert path.read_text() == "a,b,c\n1,nan,0.250000\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.csv"]
+
+
+# --------------------------------------------------------------------------- command line, errors
+
+def test_cli_lists_are_comma_separated():
+    parser = evaluate._parser()
+    args = parser.parse_args(["results", "--stimuli", "s", "--layers", "conv3_4,fc7",
+                              "--scripts", f"{SCRIPT2},{SCRIPT3}"])
+    assert args.layers == ["conv3_4", "fc7"]
+    assert args.scripts == [SCRIPT2, SCRIPT3]
+    assert parser.parse_args(["results", "--stimuli", "s"]).layers == ["conv3_4", "fc7"]
+    # the old space-separated form is refused, not misread
+    with pytest.raises(SystemExit):
+        parser.parse_args(["results", "--stimuli", "s", "--layers", "conv3_4", "fc7"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["results", "--stimuli", "s", "--layers", ","])
+
+
+def test_cli_scores_the_scripts_listed(tmp_path, capsys):
+    results, stimuli, _ = _build_tree(tmp_path)
+    assert evaluate.main([str(results), "--stimuli", str(stimuli), "--no-features",
+                          "--scripts", f"{SCRIPT3},{SCRIPT2}"]) == 0
+    printed = capsys.readouterr().out
+    assert SCRIPT2 in printed and SCRIPT3 in printed
+    assert evaluate.main([str(results), "--stimuli", str(stimuli), "--no-features",
+                          "--scripts", "9_no_such_script"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: no script folder 9_no_such_script") and SCRIPT2 in err
+
+
+def _error_lines(capsys):
+    err = capsys.readouterr().err
+    return [line for line in err.splitlines() if line.strip()]
+
+
+def test_cli_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, capsys, monkeypatch):
+    results, stimuli, _ = _build_tree(tmp_path)
+    monkeypatch.chdir(tmp_path)  # no net/ folder here
+    monkeypatch.delenv("ICNN_TORCH_DEBUG", raising=False)
+    cases = [
+        ([str(results), "--stimuli", str(stimuli)], "python -m icnn_torch.download vgg19"),
+        ([str(results), "--stimuli", str(tmp_path / "nope"), "--no-features"], "nope"),
+        ([str(tmp_path / "no_results"), "--stimuli", str(stimuli), "--no-features"],
+         "no_results"),
+        ([str(results), "--stimuli", str(stimuli), "--no-features", "--mapping",
+          str(tmp_path / "no_map.csv")], "no_map.csv"),
+    ]
+    for argv, named in cases:
+        assert evaluate.main(argv) == 1
+        lines = _error_lines(capsys)
+        assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], lines
+        assert evaluate.main(argv + ["--debug"]) == 1
+        err = capsys.readouterr().err
+        assert "Traceback" in err and err.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_damaged_files_are_named(tmp_path, capsys):
+    results, stimuli, _ = _build_tree(tmp_path)
+    bad_mat = results / SCRIPT2 / "S1" / "VC" / "recon_img-Img0011.mat"
+    bad_mat.write_bytes(b"MATLAB 5.0 truncated")
+    assert evaluate.main([str(results), "--stimuli", str(stimuli), "--no-features"]) == 1
+    lines = _error_lines(capsys)
+    assert len(lines) == 1 and str(bad_mat) in lines[0] and "damaged" in lines[0]
+    bad_mat.unlink()
+    (stimuli / "natural" / "Img0045.png").write_bytes(b"not a png")
+    assert evaluate.main([str(results), "--stimuli", str(stimuli), "--no-features"]) == 1
+    assert "Img0045.png" in _error_lines(capsys)[0]
+    (results / SCRIPT3 / "run.json").write_text('{"something": "else"}')
+    assert evaluate.main([str(results), "--stimuli", str(stimuli), "--no-features"]) == 1
+    line, = _error_lines(capsys)
+    assert "run.json" in line and "not an icnn-torch run record" in line
+
+
+def test_cli_prints_a_warning_line_for_missing_stimuli(tmp_path, capsys):
+    results, stimuli, _ = _build_tree(tmp_path)
+    (stimuli / "natural" / "Img0011.png").unlink()
+    assert evaluate.main([str(results), "--stimuli", str(stimuli), "--no-features",
+                          "--scripts", SCRIPT2]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("warning: 1 of 4 reconstructions have no stimulus image")
+    assert str(stimuli / "natural" / "Img0011.*") in err
+
+
+def test_feature_errors_name_the_layer_or_size(tmp_path, random_vgg19):
+    results, stimuli, _ = _build_tree(tmp_path)  # 32x32 reconstructions
+    with pytest.raises(ConfigError, match="no layer conv9_9; choose from conv1_1"):
+        evaluate_results(results, stimuli, layers=["conv9_9"], net=random_vgg19)
+    with pytest.raises(ConfigError, match=r"32x32 pixels, but VGG19 takes 224x224.*--no-features"):
+        evaluate_results(results, stimuli, layers=["conv1_1"], net=random_vgg19,
+                         scripts=[SCRIPT2])
+
+
+def test_results_without_records_use_the_image_type_option(tmp_path, capsys):
+    results, stimuli, _ = _build_tree(tmp_path)
+    for script in (SCRIPT2, SCRIPT3):  # as the original code leaves them: no run record
+        (results / script / "run.json").unlink()
+    assert {rec.image_type for rec in find_reconstructions(results)} == {None}
+    # stimuli are in stimuli/natural/: without an image type they are not found
+    with pytest.warns(UserWarning, match="10 of 10"):
+        assert evaluate_results(results, stimuli, layers=()) == []
+    assert evaluate.main([str(results), "--stimuli", str(stimuli), "--no-features"]) == 1
+    assert "has a stimulus image" in capsys.readouterr().err
+    rows = evaluate_results(results, stimuli, layers=(), image_type="natural")
+    assert len(rows) == 13 and all(row["ident_pixcorr"] == 1.0 for row in rows)
+    assert evaluate.main([str(results), "--stimuli", str(stimuli), "--no-features",
+                          "--image-type", "natural"]) == 0
