@@ -152,8 +152,9 @@ class _ResumingDownloader:
                     kept = self.part.stat().st_size if self.part.exists() else 0
                     raise DownloadError(
                         f"{self.label}: download from {url} failed after {attempt + 1} "
-                        f"attempt(s): {err}. {kept} bytes are kept in {self.part}; running "
-                        "the download again resumes from there.") from err
+                        f"attempt(s): {err}." + (f" {kept} bytes are kept in {self.part}; "
+                                                 "running the download again resumes from "
+                                                 "there." if kept else "")) from err
                 time.sleep(RETRY_WAIT * (attempt + 1))
         self.received = self.part.stat().st_size
         if self.size is not None and self.received != self.size:
@@ -593,7 +594,8 @@ def ensure_files(names: Sequence[str], *, data_dir: PathLike = DEFAULT_DATA_DIR,
     shown = [_describe(i, data_dir, net_dir, pytorch, files) +
              ("" if problems[i] == "absent" else f" [{problems[i]}]") for i in missing]
     if dry_run or not missing:
-        print(*shown, sep="\n", file=sys.stdout) if shown else None
+        for line in shown:
+            print(line)
         return missing
     extra = " ".join(["--pytorch"] * pytorch + ["--verify"] * verify)
     command = command or (lambda m: download_command(m, data_dir, net_dir, extra))
@@ -657,7 +659,7 @@ def _plan_command(plan, script_arg: str, data_dir, net_dir, extra: List[str],
     try:
         config = ScriptConfig.from_file(script_arg)
         base, defaults = config.plan(), (config.path(config.data_dir), config.path(config.net_dir))
-    except (IcnnTorchError, OSError):
+    except Exception:  # noqa: BLE001 - the command is advice: the full selection then
         base, defaults = None, (DEFAULT_DATA_DIR, DEFAULT_NET_DIR)
     args = [f"--script {shlex.quote(script_arg)}"]
     for flag, attribute in (("--subjects", "subjects"), ("--rois", "rois"),
