@@ -58,7 +58,7 @@ DEFAULT_NET_DIR = "net"
 DATA_DIR = DEFAULT_DATA_DIR  # aliases
 NET_DIR = DEFAULT_NET_DIR
 
-#: Names inside ``data_dir`` (SPEC section 6).
+#: Names inside ``data_dir`` (the original's).
 DECODED_FEATURES_DIRNAME = "decodedfeatures"
 IMAGE_MEAN_FILENAME = "ilsvrc_2012_mean.npy"
 FEAT_STD_FILENAMES = {
@@ -464,8 +464,9 @@ def load_feat_std(path: PathLike) -> dict:
 # --------------------------------------------------------------------------- std and weights
 
 def _estimate_feat_std(feat: np.ndarray) -> float:
-    """SPEC section 4 via ``icnn_torch.utils.estimate_cnn_feat_std`` (imported lazily so
-    that this module and the downloader stay free of torch until std correction is used).
+    """The original's std estimate (mean of per-channel stds for conv/pool, plain std for
+    fc) via ``icnn_torch.utils.estimate_cnn_feat_std`` (imported lazily so that this
+    module and the downloader stay free of torch until std correction is used).
     fc-like arrays are flattened to (N,) first so that Nx1 is accepted too."""
     from .utils import estimate_cnn_feat_std
     return estimate_cnn_feat_std(feat.reshape(-1) if _is_fc_like(feat) else feat)
@@ -477,7 +478,8 @@ def _is_fc_like(feat: np.ndarray) -> bool:
 
 def correct_feature_std(features: Mapping[str, np.ndarray],
                         feat_std0: Mapping[str, float]) -> dict:
-    """Rescale each layer's decoded features to the std of true features (SPEC 4, 7).
+    """Rescale each layer's decoded features to the std of true features, as every
+    original script does before reconstructing.
 
     ``feat_l <- feat_l / estimate_std(feat_l) * std0[l]``, with the population std
     (ddof 0) and no centring, in that order of operations.
@@ -518,7 +520,7 @@ def correct_feature_std(features: Mapping[str, np.ndarray],
 
 
 def layer_weights_inverse_sq_norm(features: Mapping[str, np.ndarray]) -> dict:
-    """Layer weights ``w_l = 1 / ||feat_l||^2``, normalised to sum to 1 (SPEC 4).
+    """Layer weights ``w_l = 1 / ||feat_l||^2``, normalised to sum to 1 (the scripts').
 
     Norms are computed in float64.
 
