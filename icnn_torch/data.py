@@ -1,8 +1,9 @@
-"""Decoded-feature data layer: paths, MATLAB feature files, std correction, image mean.
+"""Decoded-feature data layer: paths, the published file list, MATLAB feature files, std
+correction, image mean, and the check of a run's selection against the data.
 
 Everything here is local file reading; nothing touches the network (downloads live in
 :mod:`icnn_torch.download`). Paths follow the original demo's layout, relative to the
-project root (SPEC sections 3 and 6)::
+project root::
 
     data/decodedfeatures/<image_type>/<network>/<layer>/<subject>/<roi>/
         <image_type>-<network>-<layer>-<subject>-<roi>-<label>.mat     (variable ``feat``)
@@ -14,29 +15,50 @@ project root (SPEC sections 3 and 6)::
     net/generator_for_inverting_fc7/generator.caffemodel
 
 Functions take ``data_dir`` / ``net_dir`` arguments (defaults ``"data"`` / ``"net"``,
-i.e. relative to the current directory, which the scripts set to the project root).
+i.e. relative to the current directory, which the scripts set to the project root). A
+decoded-feature tree can also be addressed by its root (the scripts' constant
+``decoded_features_dir``, the original's ``./data/decodedfeatures``): see
+:func:`feature_file_path` and the ``features_dir`` argument of
+:func:`load_decoded_features`.
+
+What the published data holds (figshare article 7033577) is read from the file list
+shipped with the package, ``icnn_torch/article_7033577_files.csv`` (the article's own
+``file_list.csv``: name, file id, md5): :func:`published_files`. :func:`check_plan`
+checks a run's subjects, ROIs, labels and layers against it (or, for a tree of one's own,
+against what is on disk) before anything is read or downloaded.
 
 A file that is absent raises :class:`MissingDataError` (a ``FileNotFoundError``) whose
-message names the file and the exact command that downloads it.
+message names the file and the exact command that downloads it; a file that cannot be
+read (truncated, corrupt, foreign) raises :class:`DamagedFileError` (a ``ValueError``)
+naming the file and the command that replaces it.
 """
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import functools
+import hashlib
+import shlex
+import zlib
+from importlib import resources
 from pathlib import Path
-from typing import Iterable, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ._util import PathLike
-from .errors import MissingDataError
+from .errors import ConfigError, DamagedFileError, MissingDataError
 
+if TYPE_CHECKING:
+    from .config import RunPlan
 
 DEFAULT_DATA_DIR = "data"
 DEFAULT_NET_DIR = "net"
 DATA_DIR = DEFAULT_DATA_DIR  # aliases
 NET_DIR = DEFAULT_NET_DIR
 
-#: Names inside ``data_dir`` (SPEC section 6).
+#: Names inside ``data_dir`` (the original's).
 DECODED_FEATURES_DIRNAME = "decodedfeatures"
 IMAGE_MEAN_FILENAME = "ilsvrc_2012_mean.npy"
 FEAT_STD_FILENAMES = {
@@ -58,27 +80,87 @@ IMAGENET_MEAN_BGR = np.array([104.00698793, 116.66876762, 122.67891434], dtype=n
 
 FC7_UNITS = 4096
 
+#: The figshare article of the published data, and the file list shipped with the package.
+ARTICLE_ID = 7033577
+ARTICLE_FILE_LIST = f"article_{ARTICLE_ID}_files.csv"
+#: ROIs of the published decoded features.
+PUBLISHED_ROIS = ("V1", "V2", "V3", "V4", "HVC", "VC")
+#: Number of test images per image type in the published decoded features (labels
+#: ``Img0001`` ... in the paper's order): 50 natural images, 40 colour shapes, 10 letters,
+#: 25 imagined images.
+PUBLISHED_LABEL_COUNTS = {"natural": 50, "color_shape": 40, "alphabet": 10, "imagery": 25}
 
-def download_command(names: Iterable[str], data_dir: PathLike = DEFAULT_DATA_DIR,
-                     net_dir: PathLike = DEFAULT_NET_DIR, extra_args: str = "") -> str:
+
+def download_command(names: Iterable[str] = (), data_dir: PathLike = DEFAULT_DATA_DIR,
+                     net_dir: PathLike = DEFAULT_NET_DIR, extra_args: str = "",
+                     defaults: Tuple[PathLike, PathLike] = (DEFAULT_DATA_DIR,
+                                                            DEFAULT_NET_DIR)) -> str:
     """The ``python -m icnn_torch.download`` command line that fetches ``names``.
 
-    ``--data-dir`` / ``--net-dir`` are added only when they differ from the defaults.
+    ``--data-dir`` / ``--net-dir`` are added only when they are not the folders the
+    command uses by itself (``defaults``: ``data`` and ``net`` of the current folder, or a
+    script's own folders with ``--script``).
     """
     parts = ["python", "-m", "icnn_torch.download"]
     if extra_args:
         parts.append(extra_args)
-    if Path(data_dir) != Path(DEFAULT_DATA_DIR):
-        parts += ["--data-dir", _shell_quote(str(data_dir))]
-    if Path(net_dir) != Path(DEFAULT_NET_DIR):
-        parts += ["--net-dir", _shell_quote(str(net_dir))]
-    parts += [_shell_quote(n) for n in names]
+    for flag, value, default in (("--data-dir", data_dir, defaults[0]),
+                                 ("--net-dir", net_dir, defaults[1])):
+        if Path(value).resolve() != Path(default).resolve():
+            parts += [flag, shlex.quote(str(value))]
+    parts += [shlex.quote(n) for n in names]
     return " ".join(parts)
 
 
-def _shell_quote(text: str) -> str:
-    import shlex
-    return shlex.quote(text)
+def file_md5(path: PathLike) -> str:
+    """Hex md5 of a file (read in 1 MiB blocks)."""
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- published files
+
+@dataclasses.dataclass(frozen=True)
+class FigshareFile:
+    """One file of a figshare article: name, file id, size in bytes (None when not
+    recorded), md5 (hex, or None)."""
+
+    name: str
+    id: int
+    size: Optional[int]
+    md5: Optional[str]
+
+
+@functools.lru_cache(maxsize=None)
+def _shipped_files() -> Dict[str, FigshareFile]:
+    text = resources.files(__package__).joinpath(ARTICLE_FILE_LIST).read_text(encoding="utf-8")
+    rows = csv.DictReader(line for line in text.splitlines() if not line.startswith("#"))
+    return {r["name"]: FigshareFile(r["name"], int(r["id"]), int(r["size"]) if r["size"] else None,
+                                    r["md5"].lower() or None) for r in rows}
+
+
+def published_files() -> Dict[str, FigshareFile]:
+    """The 251 files of figshare article 7033577, from the list shipped with the package
+    (no network): file name -> :class:`FigshareFile`. A fresh dict on every call."""
+    return dict(_shipped_files())
+
+
+def parse_decoded_feature_zip_name(name: str) -> Optional[Tuple[str, str, str, str]]:
+    """``(image_type, network, layer, subject)`` of a name like
+    ``decodedfeatures-natural-VGG19-conv1_1-S1.zip``, else None."""
+    parts = Path(name).name.split("-")
+    if len(parts) != 5 or parts[0] != DECODED_FEATURES_DIRNAME or not parts[4].endswith(".zip"):
+        return None
+    return parts[1], parts[2], parts[3], parts[4][:-4]
+
+
+def published_labels(image_type: str) -> Tuple[str, ...]:
+    """The image labels of the published decoded features of ``image_type``
+    (``Img0001`` ... ``Img0050`` for natural; empty for an unknown type)."""
+    return tuple(f"Img{i:04d}" for i in range(1, PUBLISHED_LABEL_COUNTS.get(image_type, 0) + 1))
 
 
 # --------------------------------------------------------------------------- paths
@@ -96,15 +178,24 @@ def decoded_feature_dir(data_dir: PathLike, image_type: str, network: str, layer
     return Path(data_dir, DECODED_FEATURES_DIRNAME, image_type, network, layer, subject)
 
 
-def decoded_feature_path(data_dir: PathLike, image_type: str, network: str, layer: str,
-                         subject: str, roi: str, label: str) -> Path:
-    """Path of one decoded feature file (SPEC section 3).
+def feature_file_path(features_dir: PathLike, image_type: str, network: str, layer: str,
+                      subject: str, roi: str, label: str) -> Path:
+    """Path of one decoded feature file in the tree rooted at ``features_dir`` (the
+    scripts' ``decoded_features_dir``, e.g. ``./data/decodedfeatures``):
 
-    ``<data_dir>/decodedfeatures/<image_type>/<network>/<layer>/<subject>/<roi>/``
+    ``<features_dir>/<image_type>/<network>/<layer>/<subject>/<roi>/``
     ``<image_type>-<network>-<layer>-<subject>-<roi>-<label>.mat``
     """
     name = f"{image_type}-{network}-{layer}-{subject}-{roi}-{label}.mat"
-    return decoded_feature_dir(data_dir, image_type, network, layer, subject) / roi / name
+    return Path(features_dir, image_type, network, layer, subject, roi, name)
+
+
+def decoded_feature_path(data_dir: PathLike, image_type: str, network: str, layer: str,
+                         subject: str, roi: str, label: str) -> Path:
+    """Path of one decoded feature file of the tree ``<data_dir>/decodedfeatures`` (the
+    original's place; see :func:`feature_file_path`)."""
+    return feature_file_path(Path(data_dir, DECODED_FEATURES_DIRNAME), image_type, network,
+                             layer, subject, roi, label)
 
 
 def feat_std_path(data_dir: PathLike = DEFAULT_DATA_DIR, network: str = "VGG19") -> Path:
@@ -208,6 +299,28 @@ def _read_matlab_variables(path: Path, names: Optional[Sequence[str]] = None) ->
     return out
 
 
+def _read_errors() -> tuple:
+    """What the readers raise on a truncated, corrupt or foreign file (scipy.io gives
+    ``OSError: could not read bytes``, ``IndexError`` or ``MatReadError``; h5py and numpy
+    ``OSError`` / ``ValueError``)."""
+    from scipy.io.matlab import MatReadError
+    return OSError, ValueError, EOFError, IndexError, zlib.error, MatReadError
+
+
+def _damaged(path: Path, err: BaseException, command: str) -> DamagedFileError:
+    """The error for a file that exists but cannot be read; a published file's md5 is
+    compared with the published one (the figures say whether the file itself is bad)."""
+    if isinstance(err, DamagedFileError):
+        return err
+    reason = f"it cannot be read ({type(err).__name__}: {err})"
+    entry = published_files().get(path.name)
+    if entry is not None and entry.md5 is not None:
+        got = file_md5(path)
+        reason += (f"; its md5 {got} differs from the published {entry.md5}"
+                   if got != entry.md5 else "; its md5 is the published one")
+    return DamagedFileError(path, reason, command)
+
+
 def _vector_if_matlab_vector(arr: np.ndarray) -> np.ndarray:
     """MATLAB has no 1-D arrays: a 1xN or Nx1 matrix is a vector; flatten it to (N,)."""
     if arr.ndim == 2 and 1 in arr.shape:
@@ -234,33 +347,50 @@ def load_feat(path: PathLike) -> np.ndarray:
     MissingDataError
         The file does not exist (the message names the zip that holds it when the path
         follows the decoded-feature layout).
+    DamagedFileError
+        The file is truncated or corrupt (the message names it and the command that
+        downloads its zip again).
+    KeyError
+        The file has no variable ``feat`` (the message lists its variables).
     """
     path = Path(path)
     if not path.is_file():
         raise MissingDataError(path, _download_command_for_feature_path(path))
-    arr = _read_matlab_variables(path, ["feat"])["feat"]
-    arr = np.asarray(arr)
+    try:
+        arr = np.asarray(_read_matlab_variables(path, ["feat"])["feat"])
+    except _read_errors() as err:
+        raise _damaged(path, err, _download_command_for_feature_path(path, "--verify")) \
+            from err
     if arr.dtype.byteorder not in ("=", "|"):
         arr = arr.astype(arr.dtype.newbyteorder("="))
     return np.ascontiguousarray(_vector_if_matlab_vector(arr))
 
 
-def _download_command_for_feature_path(path: Path) -> str:
-    """``python -m icnn_torch.download <zip>`` for a path in the decoded-feature layout."""
+def _download_command_for_feature_path(path: Path, extra_args: str = "") -> str:
+    """``python -m icnn_torch.download [extra_args] <zip>`` for a path in the published
+    layout ``.../decodedfeatures/<image_type>/<network>/<layer>/<subject>/<roi>/<file>``."""
     parts = path.parts
-    # .../decodedfeatures/<image_type>/<network>/<layer>/<subject>/<roi>/<file>
     if len(parts) >= 7 and parts[-7] == DECODED_FEATURES_DIRNAME:
         image_type, network, layer, subject = parts[-6:-2]
         data_dir = Path(*parts[:-7]) if len(parts) > 7 else Path(".")
-        return download_command(
-            [decoded_feature_zip_name(image_type, network, layer, subject)], data_dir=data_dir)
-    return "python -m icnn_torch.download --help   (see the list of files)"
+        return download_command([decoded_feature_zip_name(image_type, network, layer, subject)],
+                                data_dir=data_dir, extra_args=extra_args)
+    return ("(none: this decoded-feature tree is not the published one; decode the "
+            "features into it again)")
 
 
-def load_decoded_features(data_dir: PathLike, image_type: str, network: str,
-                          layers: Sequence[str], subject: str, roi: str,
-                          label: str) -> dict:
+def load_decoded_features(data_dir: Optional[PathLike], image_type: str, network: str,
+                          layers: Sequence[str], subject: str, roi: str, label: str,
+                          features_dir: Optional[PathLike] = None) -> dict:
     """Decoded features of one image for several layers.
+
+    Parameters
+    ----------
+    data_dir : path-like or None
+        The features are read from ``<data_dir>/decodedfeatures`` ...
+    features_dir : path-like, optional
+        ... or, when given, from the tree rooted here (the scripts'
+        ``decoded_features_dir``; ``data_dir`` is then not used).
 
     Returns
     -------
@@ -272,15 +402,21 @@ def load_decoded_features(data_dir: PathLike, image_type: str, network: str,
     MissingDataError
         One exception for all missing layers, naming every file and one download
         command with all the zips needed.
+    DamagedFileError
+        A file cannot be read (see :func:`load_feat`).
     """
-    paths = {layer: decoded_feature_path(data_dir, image_type, network, layer, subject,
-                                         roi, label) for layer in layers}
+    root = Path(features_dir) if features_dir is not None else \
+        Path(data_dir, DECODED_FEATURES_DIRNAME)
+    paths = {layer: feature_file_path(root, image_type, network, layer, subject, roi, label)
+             for layer in layers}
     missing = [layer for layer, p in paths.items() if not p.is_file()]
     if missing:
         zips = [decoded_feature_zip_name(image_type, network, layer, subject)
                 for layer in missing]
-        raise MissingDataError([paths[layer] for layer in missing],
-                               download_command(zips, data_dir=data_dir))
+        command = download_command(zips, data_dir=root.parent) \
+            if root.name == DECODED_FEATURES_DIRNAME else \
+            _download_command_for_feature_path(paths[missing[0]])
+        raise MissingDataError([paths[layer] for layer in missing], command)
     return {layer: load_feat(p) for layer, p in paths.items()}
 
 
@@ -298,26 +434,39 @@ def load_feat_std(path: PathLike) -> dict:
     dict[str, float]
         name -> std (the float32 value stored, as a Python float). Variables that are
         not single numbers are skipped.
+
+    Raises
+    ------
+    MissingDataError, DamagedFileError
+        The file is absent, or cannot be read or holds no (1,1) numbers (both name the
+        file and the command that downloads it).
     """
     path = Path(path)
     if not path.is_file():
         raise MissingDataError(path, download_command([path.name], data_dir=path.parent))
+    try:
+        variables = _read_matlab_variables(path)
+    except _read_errors() as err:
+        raise _damaged(path, err, download_command([path.name], data_dir=path.parent,
+                                                   extra_args="--verify")) from err
     out = {}
-    for name, value in _read_matlab_variables(path).items():
+    for name, value in variables.items():
         value = np.asarray(value)
         if value.size == 1 and value.dtype.kind in "fiu":
             out[name] = float(value.reshape(-1)[0])
     if not out:
-        raise ValueError(f"{path}: no (1,1) numeric variables found; is this a feature "
-                         "std file?")
+        raise DamagedFileError(path, "it holds no (1,1) numeric variables, so it is not a "
+                               "feature std file", download_command(
+                                   [path.name], data_dir=path.parent, extra_args="--verify"))
     return out
 
 
 # --------------------------------------------------------------------------- std and weights
 
 def _estimate_feat_std(feat: np.ndarray) -> float:
-    """SPEC section 4 via ``icnn_torch.utils.estimate_cnn_feat_std`` (imported lazily so
-    that this module and the downloader stay free of torch until std correction is used).
+    """The original's std estimate (mean of per-channel stds for conv/pool, plain std for
+    fc) via ``icnn_torch.utils.estimate_cnn_feat_std`` (imported lazily so that this
+    module and the downloader stay free of torch until std correction is used).
     fc-like arrays are flattened to (N,) first so that Nx1 is accepted too."""
     from .utils import estimate_cnn_feat_std
     return estimate_cnn_feat_std(feat.reshape(-1) if _is_fc_like(feat) else feat)
@@ -329,7 +478,8 @@ def _is_fc_like(feat: np.ndarray) -> bool:
 
 def correct_feature_std(features: Mapping[str, np.ndarray],
                         feat_std0: Mapping[str, float]) -> dict:
-    """Rescale each layer's decoded features to the std of true features (SPEC 4, 7).
+    """Rescale each layer's decoded features to the std of true features, as every
+    original script does before reconstructing.
 
     ``feat_l <- feat_l / estimate_std(feat_l) * std0[l]``, with the population std
     (ddof 0) and no centring, in that order of operations.
@@ -370,7 +520,7 @@ def correct_feature_std(features: Mapping[str, np.ndarray],
 
 
 def layer_weights_inverse_sq_norm(features: Mapping[str, np.ndarray]) -> dict:
-    """Layer weights ``w_l = 1 / ||feat_l||^2``, normalised to sum to 1 (SPEC 4).
+    """Layer weights ``w_l = 1 / ||feat_l||^2``, normalised to sum to 1 (the scripts').
 
     Norms are computed in float64.
 
@@ -416,21 +566,31 @@ def load_image_mean(path: Optional[PathLike] = None) -> Tuple[np.ndarray, str]:
         :data:`IMAGENET_MEAN_BGR`.
     source : str
         A sentence saying which was used (for the caller to print).
+
+    Raises
+    ------
+    DamagedFileError
+        The file exists but cannot be read or is not shaped (3, H, W) or (3,).
     """
     path = Path(path) if path is not None else image_mean_path()
+    command = download_command([IMAGE_MEAN_FILENAME], data_dir=path.parent)
     if not path.is_file():
         mean = IMAGENET_MEAN_BGR.copy()
         source = (f"image mean: built-in constants BGR {tuple(float(m) for m in mean)} "
-                  f"({path} not found; to use the file: "
-                  f"{download_command([IMAGE_MEAN_FILENAME], data_dir=path.parent)})")
+                  f"({path} not found; to use the file: {command})")
         return mean, source
-    arr = np.load(str(path), allow_pickle=False)
+    try:
+        arr = np.load(str(path), allow_pickle=False)
+    except _read_errors() as err:
+        raise _damaged(path, err, download_command([IMAGE_MEAN_FILENAME], data_dir=path.parent,
+                                                   extra_args="--verify")) from err
     if arr.ndim == 3 and arr.shape[0] == 3:
         mean = arr.mean(axis=(1, 2))
     elif arr.shape == (3,):
         mean = arr
     else:
-        raise ValueError(f"{path}: image mean shaped {arr.shape}, expected (3, H, W) or (3,)")
+        raise DamagedFileError(path, f"the image mean is shaped {arr.shape}, expected "
+                               "(3, H, W) or (3,)", command)
     mean = np.asarray(mean, dtype=np.float32)
     return mean, f"image mean: per-channel average of {path} (BGR {tuple(float(m) for m in mean)})"
 
@@ -442,13 +602,106 @@ def load_fc7_upper_bound(path: Optional[PathLike] = None) -> np.ndarray:
     -------
     np.ndarray, shape (4096,), float32
         One bound per fc7 unit (integers 2..6 in the published file); the lower bound is 0.
+
+    Raises
+    ------
+    MissingDataError, DamagedFileError
+        The file is absent, or is not 4096 numbers (both name the file and the command
+        that downloads it).
     """
     path = Path(path) if path is not None else fc7_bounds_path()
+    data_dir = path.parent.parent.parent if path.parts[-3:] == FC7_BOUNDS_RELPATH.parts \
+        else Path(DEFAULT_DATA_DIR)
     if not path.is_file():
-        data_dir = path.parent.parent.parent if path.parts[-3:] == FC7_BOUNDS_RELPATH.parts \
-            else Path(DEFAULT_DATA_DIR)
         raise MissingDataError(path, download_command(["fc7_bounds"], data_dir=data_dir))
-    values = np.loadtxt(str(path), dtype=np.float64, ndmin=1).reshape(-1)
+    command = download_command(["fc7_bounds"], data_dir=data_dir, extra_args="--verify")
+    try:
+        values = np.loadtxt(str(path), dtype=np.float64, ndmin=1).reshape(-1)
+    except _read_errors() as err:
+        raise _damaged(path, err, command) from err
     if values.shape != (FC7_UNITS,):
-        raise ValueError(f"{path}: {values.shape[0]} values, expected shape ({FC7_UNITS},)")
+        raise DamagedFileError(path, f"it holds {values.shape[0]} values, expected "
+                               f"{FC7_UNITS} (shape ({FC7_UNITS},))", command)
     return values.astype(np.float32)
+
+
+# --------------------------------------------------------------------------- the run's selection
+
+def _published_keys() -> Dict[Tuple[str, str, str], list]:
+    """(image_type, network, layer) -> subjects, from the decoded-feature zips of the list."""
+    keys: Dict[Tuple[str, str, str], list] = {}
+    for name in published_files():
+        key = parse_decoded_feature_zip_name(name)
+        if key is not None:
+            keys.setdefault(key[:3], []).append(key[3])
+    return keys
+
+
+def _refuse(what: str, wanted: Sequence[str], valid: Sequence[str], where: str) -> None:
+    """ConfigError when some of ``wanted`` are not in ``valid`` (listed in the message)."""
+    bad = [w for w in wanted if w not in valid]
+    if bad:
+        shown = ", ".join(valid) if len(valid) <= 25 else \
+            f"{valid[0]}, {valid[1]}, ..., {valid[-1]} ({len(valid)} in all)"
+        raise ConfigError(f"{what} {', '.join(bad)}: not in {where}; valid: {shown or 'none'}")
+
+
+def check_plan(plan: "RunPlan", features_dir: Optional[PathLike] = None) -> None:
+    """Check a run's selection against what its decoded-feature tree can hold.
+
+    Parameters
+    ----------
+    plan : icnn_torch.config.RunPlan
+        Its image type, network, layers (all layer sets), subjects, ROIs and labels.
+    features_dir : path-like, optional
+        None: the published tree (figshare article 7033577), checked against the shipped
+        file list (no disk access, so before anything is downloaded): image types
+        natural / color_shape / alphabet (VGG19) and imagery (VGG19_leaky); the 16 conv
+        and 3 fc layers for S1 S2 S3, the pool layers for S1 only; ROIs
+        :data:`PUBLISHED_ROIS`; labels :func:`published_labels`. Otherwise the root of a
+        tree of one's own (e.g. decoded from fMRI), checked on disk: every
+        ``<image_type>/<network>/<layer>/<subject>/<roi>/`` folder of the selection must
+        exist and hold a file for every label.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the values that are not there and listing those that are.
+    """
+    if features_dir is None:
+        keys = _published_keys()
+        where = f"the published decoded features (figshare article {ARTICLE_ID})"
+        _refuse("image type", [plan.image_type], sorted({k[0] for k in keys}), where)
+        _refuse("network", [plan.network],
+                sorted({k[1] for k in keys if k[0] == plan.image_type}),
+                f"the published {plan.image_type} features")
+        layers = [k[2] for k in keys if k[:2] == (plan.image_type, plan.network)]
+        _refuse("layer", plan.all_layers, layers,
+                f"the published {plan.image_type} {plan.network} features")
+        for layer in plan.all_layers:
+            _refuse("subject", plan.subjects, keys[plan.image_type, plan.network, layer],
+                    f"the published {plan.image_type} features of layer {layer}")
+        _refuse("ROI", plan.rois, PUBLISHED_ROIS, where)
+        _refuse("image label", plan.labels, published_labels(plan.image_type),
+                f"the published {plan.image_type} images")
+        return
+
+    def folders(path: Path) -> list:
+        return sorted(p.name for p in path.iterdir() if p.is_dir()) if path.is_dir() else []
+
+    root = Path(features_dir)
+    _refuse("image type", [plan.image_type], folders(root), str(root))
+    _refuse("network", [plan.network], folders(root / plan.image_type),
+            str(root / plan.image_type))
+    network_dir = root / plan.image_type / plan.network
+    _refuse("layer", plan.all_layers, folders(network_dir), str(network_dir))
+    for layer in plan.all_layers:
+        _refuse("subject", plan.subjects, folders(network_dir / layer), str(network_dir / layer))
+        for subject in plan.subjects:
+            subject_dir = network_dir / layer / subject
+            _refuse("ROI", plan.rois, folders(subject_dir), str(subject_dir))
+            for roi in plan.rois:
+                prefix = f"{plan.image_type}-{plan.network}-{layer}-{subject}-{roi}-"
+                labels = sorted(p.name[len(prefix):-4] for p in (subject_dir / roi).iterdir()
+                                if p.name.startswith(prefix) and p.suffix == ".mat")
+                _refuse("image label", plan.labels, labels, str(subject_dir / roi))

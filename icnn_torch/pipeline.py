@@ -153,8 +153,11 @@ def run_script(cfg: ScriptConfig, argv: Sequence[str] | None = None) -> list[Pat
 
     # Files: check, and download what is missing (no network when all are present).
     assume_yes = True if (args.yes or cfg.download == "yes") else (False if cfg.download == "no" else None)
-    download.ensure_files(cfg.script_name, subjects=subjects, layers=all_layers, rois=rois,
-                          labels=labels, data_dir=data_dir, net_dir=net_dir, assume_yes=assume_yes)
+    plan = cfg.plan(subjects=subjects, rois=rois, labels=labels,
+                    layer_sets=list(layer_sets) if layer_sets is not None else None)
+    download.ensure_plan_files(plan, data_dir=data_dir, net_dir=net_dir,
+                               features_dir=cfg.path(cfg.decoded_features_dir),
+                               script_arg=cfg.script_file, assume_yes=assume_yes)
 
     rank, world_size, local_rank = rank_info()
     if args.device or cfg.device:

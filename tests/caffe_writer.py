@@ -204,7 +204,8 @@ def _net_chunks(layers, fmt, legacy_shapes, net_name, encoding, extra_fields):
 
 def write_caffemodel(path: str | os.PathLike, layers: Iterable[LayerSpec], fmt: str = "v1",
                      legacy_shapes: bool = False, net_name: str = "test_net",
-                     encoding: str = "packed", extra_fields: bool = True) -> int:
+                     encoding: str = "packed", extra_fields: bool = True,
+                     pad_to: int | None = None) -> int:
     """Write a caffemodel; return its size in bytes.
 
     Parameters
@@ -221,6 +222,10 @@ def write_caffemodel(path: str | os.PathLike, layers: Iterable[LayerSpec], fmt: 
         ``BlobShape``.
     net_name, encoding, extra_fields
         See :func:`encode_blob` and :func:`encode_layer`.
+    pad_to : int, optional
+        Make the file exactly this many bytes with a trailing NetParameter field of an
+        unused number (readers skip it), e.g. the published VGG19's size, which the
+        downloader checks.
     """
     path = os.fspath(path)
     tmp = f"{path}.tmp{os.getpid()}"
@@ -231,6 +236,15 @@ def write_caffemodel(path: str | os.PathLike, layers: Iterable[LayerSpec], fmt: 
                 # A contiguous array is written from its own buffer, without a copy.
                 f.write(memoryview(chunk).cast("B") if isinstance(chunk, np.ndarray) else chunk)
             size += nbytes(chunks)
+        if pad_to is not None:
+            # field 1000's key takes 2 bytes, the varint of its length n bytes
+            fits = [length for n in (1, 2, 3, 4) if (length := pad_to - size - 2 - n) >= 0
+                    and len(varint(length)) == n]
+            if not fits:
+                raise ValueError(f"cannot pad {size} bytes to exactly {pad_to}")
+            length = fits[0]
+            f.write(len_field(1000, [bytes(length)])[0] + bytes(length))
+            size = pad_to
     os.replace(tmp, path)
     return size
 

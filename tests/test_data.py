@@ -13,6 +13,7 @@ from icnn_torch import data
 from icnn_torch.data import (MissingDataError, correct_feature_std, decoded_feature_path,
                              layer_weights_inverse_sq_norm, load_decoded_features, load_feat,
                              load_feat_std, load_fc7_upper_bound, load_image_mean)
+from icnn_torch.errors import DamagedFileError
 
 from _data_matlab import write_mat_v5, write_mat_v73
 
@@ -289,3 +290,80 @@ def test_fc7_upper_bound_errors(tmp_path):
         load_fc7_upper_bound(tmp_path / "data" / "act_range" / "3x" / "fc7.txt")
     assert info.value.command == (f"python -m icnn_torch.download --data-dir {tmp_path / 'data'}"
                                   " fc7_bounds")
+
+
+# --------------------------------------------------------------------------- damaged files
+
+@pytest.mark.parametrize("writer", [write_mat_v5, write_mat_v73])
+def test_truncated_feature_file_names_itself_and_the_command(tmp_path, writer):
+    """The issue's case: a cut .mat gave ``OSError: could not read bytes`` and no name."""
+    data_dir = tmp_path / "data"
+    path = decoded_feature_path(data_dir, "natural", "VGG19", "conv3_1", "S2", "VC", "Img0036")
+    path.parent.mkdir(parents=True)
+    writer(path, {"feat": _rng(5).standard_normal((8, 16, 16)).astype(np.float32)})
+    path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+    command = (f"python -m icnn_torch.download --verify --data-dir {data_dir} "
+               "decodedfeatures-natural-VGG19-conv3_1-S2.zip")
+    for load in (lambda: load_feat(path),
+                 lambda: load_decoded_features(data_dir, "natural", "VGG19", ["conv3_1"], "S2",
+                                               "VC", "Img0036")):
+        with pytest.raises(DamagedFileError) as info:
+            load()
+        assert isinstance(info.value, ValueError)
+        assert info.value.path == str(path) and info.value.command == command
+        assert str(path) in str(info.value) and command in str(info.value)
+
+
+def test_damaged_std_mean_and_bounds_files_name_themselves(tmp_path):
+    data_dir = tmp_path / "data"
+    (data_dir / "act_range" / "3x").mkdir(parents=True)
+    std = data_dir / "estimated_vgg19_cnn_feat_std.mat"
+    write_mat_v5(std, {"conv1_1": np.float32([[54.2]]), "fc7": np.float32([[1.5]])})
+    std.write_bytes(std.read_bytes()[:-40])
+    with pytest.raises(DamagedFileError) as info:
+        load_feat_std(std)
+    published = data.published_files()[std.name].md5
+    assert f"differs from the published {published}" in str(info.value)
+    assert info.value.command == f"python -m icnn_torch.download --verify --data-dir " \
+                                 f"{data_dir} estimated_vgg19_cnn_feat_std.mat"
+    mean = data_dir / "ilsvrc_2012_mean.npy"
+    np.save(mean, np.zeros((3, 8, 8)))
+    mean.write_bytes(mean.read_bytes()[:200])
+    with pytest.raises(DamagedFileError, match="ilsvrc_2012_mean.npy is damaged.*--verify"):
+        load_image_mean(mean)
+    bounds = data_dir / "act_range" / "3x" / "fc7.txt"
+    bounds.write_text("2 3 x 4")
+    with pytest.raises(DamagedFileError) as info:
+        load_fc7_upper_bound(bounds)
+    assert info.value.path == str(bounds)
+    assert info.value.command == f"python -m icnn_torch.download --verify --data-dir " \
+                                 f"{data_dir} fc7_bounds"
+
+
+def test_a_feature_tree_is_addressed_by_its_root(tmp_path):
+    feat = _rng(6).standard_normal((2, 3, 3)).astype(np.float32)
+    path = data.feature_file_path(tmp_path / "mine", "alphabet", "VGG19", "fc6", "S1", "V4",
+                                  "Img0003")
+    assert path.relative_to(tmp_path).as_posix() == \
+        "mine/alphabet/VGG19/fc6/S1/V4/alphabet-VGG19-fc6-S1-V4-Img0003.mat"
+    assert decoded_feature_path(tmp_path, "alphabet", "VGG19", "fc6", "S1", "V4", "Img0003") == \
+        data.feature_file_path(tmp_path / "decodedfeatures", "alphabet", "VGG19", "fc6", "S1",
+                               "V4", "Img0003")
+    path.parent.mkdir(parents=True)
+    write_mat_v5(path, {"feat": feat})
+    loaded = load_decoded_features(None, "alphabet", "VGG19", ["fc6"], "S1", "V4", "Img0003",
+                                   features_dir=tmp_path / "mine")
+    np.testing.assert_array_equal(loaded["fc6"], feat)
+    with pytest.raises(MissingDataError, match="not the published one"):
+        load_decoded_features(None, "alphabet", "VGG19", ["fc7"], "S1", "V4", "Img0003",
+                              features_dir=tmp_path / "mine")
+
+
+def test_published_labels_and_rois():
+    assert data.published_labels("alphabet") == tuple(f"Img{i:04d}" for i in range(1, 11))
+    assert [len(data.published_labels(t)) for t in ("natural", "color_shape", "imagery")] == \
+        [50, 40, 25]
+    assert data.PUBLISHED_ROIS == ("V1", "V2", "V3", "V4", "HVC", "VC")
+    assert data.parse_decoded_feature_zip_name("decodedfeatures-imagery-VGG19_leaky-fc7-S3.zip") \
+        == ("imagery", "VGG19_leaky", "fc7", "S3")
+    assert data.parse_decoded_feature_zip_name("ilsvrc_2012_mean.npy") is None

@@ -26,6 +26,7 @@ import scipy.io
 import scipy.ndimage
 
 from icnn_torch import data
+from icnn_torch.download import VGG19_SIZE
 from icnn_torch.models import VGG19_LAYERS, load_vgg19
 from icnn_torch.utils import estimate_cnn_feat_std
 
@@ -69,7 +70,8 @@ def project_root(tmp_path_factory) -> Path:
     gen_path = net_dir / data.GENERATOR_CAFFEMODEL_RELPATH
     vgg_path.parent.mkdir(parents=True)
     gen_path.parent.mkdir(parents=True)
-    write_caffemodel(vgg_path, random_vgg19_layers(seed=0), fmt="v1", legacy_shapes=True)
+    write_caffemodel(vgg_path, random_vgg19_layers(seed=0), fmt="v1", legacy_shapes=True,
+                     pad_to=VGG19_SIZE)  # the published size, which the downloader checks
     write_caffemodel(gen_path, random_generator_layers(seed=1), fmt="v2")
     nets = {"VGG19": load_vgg19(vgg_path, "relu", device="cpu"),  # also writes the cache
             "VGG19_leaky": load_vgg19(vgg_path, "leaky", device="cpu")}
