@@ -56,7 +56,7 @@ KNOWN_NETWORKS = {"VGG19": "relu", "VGG19_leaky": "leaky"}
 ACCURACY_NAME = "decoding_accuracy.csv"
 LABELS_NAME = "image_labels.csv"
 #: Seconds between checks while a rank waits for another's files.
-WAIT_POLL = 5.0
+WAIT_POLL = 2.0
 
 
 @dataclass
@@ -394,6 +394,15 @@ def _test_stimuli(run: _Run, cache: _FmriCache) -> List[str]:
     return sorted(labels, key=stimulus_sort_key)
 
 
+def _check_rois(run: _Run, cache: _FmriCache) -> None:
+    """Every ROI in every subject's test file (read already), before any long step."""
+    from .fmri import roi_selector
+    for subject in run.subjects:
+        path = run.files[(subject, "test")]
+        for roi in run.rois:
+            roi_selector(cache.bdata(path), roi, path)
+
+
 def _stage_features(run: _Run, cache: _FmriCache, label_map: Mapping[str, str]) -> None:
     from .store import FeatureStore, compute_features, find_images
     cfg = run.cfg
@@ -615,6 +624,7 @@ def run_decoding(cfg: DecodeConfig, argv: Optional[Sequence[str]] = None) -> Non
          f"{len(run.layers)} layer(s); network {cfg.network}; stages {', '.join(run.stages)}")
     cache = _FmriCache(cfg.label_key)
     label_map = _label_map(run, _test_stimuli(run, cache))
+    _check_rois(run, cache)
     if run.rank == 0:
         _write_label_list(run, label_map)
     if "features" in run.stages:
