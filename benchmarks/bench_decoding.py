@@ -99,6 +99,9 @@ def main(argv=None) -> int:
     p.add_argument("--units", default="64,1024", help="two chunk sizes")
     p.add_argument("--num-voxel", type=int, default=500)
     p.add_argument("--dtype", default="float32")
+    p.add_argument("--reference64", action="store_true",
+                   help="also run fastl2lir in float64 on the larger chunk and compare both "
+                        "float32 results with it")
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--contestant", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -121,8 +124,20 @@ def main(argv=None) -> int:
     ours = np.load(OUT_DIR / "decoding-torch-prediction.npy")
     same = (np.load(OUT_DIR / "decoding-fastl2lir-voxels.npy")
             == np.load(OUT_DIR / "decoding-torch-voxels.npy")).all(axis=1)
-    agreement = {"max_abs_diff_over_scale": float(np.abs(ours - ref).max() / np.abs(ref).max()),
-                 "same_voxels_share": float(same.mean())}
+    scale = float(np.abs(ref).max())
+    agreement = {"max_abs_diff_over_scale": float(np.abs(ours - ref).max() / scale),
+                 "same_voxels_share": float(same.mean()),
+                 "max_abs_diff_over_scale_same_voxels":
+                     float(np.abs(ours - ref)[:, same].max() / scale) if same.any() else None}
+    if args.reference64:  # fastl2lir in float64: the exact answer to compare both with
+        cmd = [sys.executable, __file__, "--contestant", "fastl2lir", "--samples",
+               str(args.samples), "--voxels", str(args.voxels), "--units",
+               f"{args.units[-1]},{args.units[-1]}", "--num-voxel", str(args.num_voxel),
+               "--dtype", "float64"]
+        subprocess.run(cmd, capture_output=True, text=True, check=True)
+        exact = np.load(OUT_DIR / "decoding-fastl2lir-prediction.npy")
+        agreement["fastl2lir_vs_float64_over_scale"] = float(np.abs(ref - exact).max() / scale)
+        agreement["torch_vs_float64_over_scale"] = float(np.abs(ours - exact).max() / scale)
     rows = []
     for name, r in results.items():
         per_call, per_unit = _line(r["calls"])
@@ -148,8 +163,14 @@ def main(argv=None) -> int:
     print(f"\ntorch / fastl2lir throughput: {speedup:.2f}x; predictions differ by at most "
           f"{agreement['max_abs_diff_over_scale']:.1e} of their scale; identical voxel "
           f"selections for {100 * agreement['same_voxels_share']:.1f}% of the units")
+    if "fastl2lir_vs_float64_over_scale" in agreement:
+        print(f"distance from the float64 solution, over the scale: fastl2lir "
+              f"{agreement['fastl2lir_vs_float64_over_scale']:.1e}, torch "
+              f"{agreement['torch_vs_float64_over_scale']:.1e}")
+    load = os.getloadavg()
+    print(f"load average during the run: {load[0]:.1f} (1 min), on {cores} cores")
     out = {"args": {k: v for k, v in vars(args).items() if k != "contestant"},
-           "cores": cores, "results": results, "agreement": agreement, "speedup": speedup}
+           "cores": cores, "load_average": load, "results": results, "agreement": agreement, "speedup": speedup}
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
     (OUT_DIR / "bench_decoding.json").write_text(json.dumps(out, indent=1))

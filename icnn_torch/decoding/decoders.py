@@ -28,12 +28,11 @@ Two implementations, selected by name (:data:`DECODERS`):
     systems (symmetric positive definite) are solved in batches by Cholesky, half the
     arithmetic of FastL2LiR's LU, on the CPU or a GPU. On the CPU the solves run on one
     thread, as FastL2LiR's do: run one process per core (``torchrun`` ranks, SLURM
-    array tasks) to use them all. It selects the same voxels as
-    FastL2LiR (both rank by the same correlation; a unit whose 500th and 501st voxels
-    tie to float precision may differ) and its predictions equal FastL2LiR's to float
-    rounding: in float64 to about 1e-10 of the prediction scale; in float32 both are
-    within their own float32 rounding of the exact solution (about 2e-5 of the
-    prediction scale at 500 voxels in our benchmarks).
+    array tasks) to use them all. On the CPU it ranks the voxels with FastL2LiR's own
+    correlation function, so it selects the same voxels; its predictions then equal
+    FastL2LiR's to the rounding of the solves: in float64 to about 1e-12 of the
+    prediction scale; in float32 both are within their own float32 rounding of the
+    exact (float64) solution, measured by ``benchmarks/bench_decoding.py``.
 
 Both return the predictions of test samples and, on request, the decoders in a compact
 form (:class:`LinearDecoders`: the selected voxels, their weights, the bias; FastL2LiR's
@@ -253,21 +252,43 @@ class TorchDecoder:
         # (X1'X1 + alpha I): once per training set
         self.gram = self.x1.T @ self.x1
         self.gram.diagonal().add_(self.alpha)
-        # voxels standardised (ddof 1) for the correlations; flat voxels correlate 0
-        centred = x - x.mean(dim=0, keepdim=True)
-        std = centred.std(dim=0, keepdim=True)
-        flat = x.var(dim=0, unbiased=False) < MIN_VOXEL_VARIANCE
-        self.x_std = torch.where(flat[None, :], torch.zeros_like(centred),
-                                 centred / torch.where(std > 0, std, torch.ones_like(std)))
+        # flat voxels correlate 0 (FastL2LiR's rule, on the same variance)
+        x_np = np.asarray(x_train, dtype=np_dtype)
+        self.flat_np = np.var(x_np, axis=0) < MIN_VOXEL_VARIANCE
+        if self.device.type == "cpu":
+            self.x_np = x_np
+        else:  # voxels standardised (ddof 1) for the correlations, on the device
+            centred = x - x.mean(dim=0, keepdim=True)
+            std = centred.std(dim=0, keepdim=True)
+            flat = torch.as_tensor(self.flat_np, device=self.device)
+            self.x_std = torch.where(flat[None, :], torch.zeros_like(centred),
+                                     centred / torch.where(std > 0, std, torch.ones_like(std)))
         itemsize = torch.finfo(self.dtype).bits // 8
         self.batch_units = max(1, int(batch_bytes // (itemsize * (self.num_voxel + 1) ** 2)))
 
     def select(self, y_train) -> "torch.Tensor":
-        """Selected voxels (U, k), ascending, of normalised targets (n_samples, U)."""
+        """Selected voxels (U, k), ascending, of normalised targets (n_samples, U).
+
+        On the CPU the correlations are FastL2LiR's own (``fastl2lir.fastl2lir.corrmat``
+        on the same arrays), so that units whose 500th and 501st voxels tie to float
+        rounding select what FastL2LiR selects; on a GPU they are one matrix product
+        there (such a unit may then select the other voxel).
+        """
         import torch
-        y = torch.as_tensor(np.asarray(y_train, dtype=self.np_dtype)).to(self.device)
+        y_np = np.asarray(y_train, dtype=self.np_dtype)
         if self.num_voxel >= self.n_voxels:
-            return torch.arange(self.n_voxels, device=self.device).expand(y.shape[1], -1)
+            return torch.arange(self.n_voxels, device=self.device).expand(y_np.shape[1], -1)
+        if self.device.type == "cpu":
+            from fastl2lir.fastl2lir import corrmat
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", PendingDeprecationWarning)  # its np.matrix
+                warnings.simplefilter("ignore", RuntimeWarning)  # constant units: NaN
+                corr = np.abs(corrmat(self.x_np, y_np, "col"))
+            corr[self.flat_np, :] = 0.0
+            corr[np.isnan(corr)] = 0.0
+            top = np.argpartition(-corr, self.num_voxel - 1, axis=0)[:self.num_voxel].T
+            return torch.from_numpy(np.sort(top, axis=1))
+        y = torch.as_tensor(y_np).to(self.device)
         corr = self.x_std.T @ (y - y.mean(dim=0, keepdim=True))  # (v, U), up to a scale per unit
         index = corr.abs_().topk(self.num_voxel, dim=0).indices.T
         return index.sort(dim=1).values
