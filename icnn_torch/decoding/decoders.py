@@ -23,9 +23,7 @@ Two implementations, selected by name (:data:`DECODERS`):
     < 2.4 handed to those assignments.
 ``"torch"`` (ours)
     The same equations, batched: ``X1'X1 + alpha I`` is formed once per training set and
-    reused for every chunk (FastL2LiR forms it again on every call), the voxel
-    correlations and, from them, ``X1'y`` at the selected voxels come from one matrix
-    product per chunk (FastL2LiR computes two), and the selected
+    reused for every chunk (FastL2LiR forms it again on every call), and the selected
     systems (symmetric positive definite) are solved in batches by Cholesky, half the
     arithmetic of FastL2LiR's LU, on the CPU or a GPU. On the CPU the solves run on one
     thread, as FastL2LiR's do: run one process per core (``torchrun`` ranks, SLURM
@@ -259,8 +257,6 @@ class TorchDecoder:
         self.flat_np = np.var(x_np, axis=0) < MIN_VOXEL_VARIANCE
         if self.device.type == "cpu":
             self.x_np = x_np
-            self.x_mean = x_np.mean(axis=0, dtype=np.float64)
-            self.x_sd = x_np.std(axis=0, ddof=1, dtype=np.float64)
         else:  # voxels standardised (ddof 1) for the correlations, on the device
             centred = x - x.mean(dim=0, keepdim=True)
             std = centred.std(dim=0, keepdim=True)
@@ -270,38 +266,29 @@ class TorchDecoder:
         itemsize = torch.finfo(self.dtype).bits // 8
         self.batch_units = max(1, int(batch_bytes // (itemsize * (self.num_voxel + 1) ** 2)))
 
-    def _select_cpu(self, y: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """Selected voxels (U, k) and right-hand sides X1'y at them (U, k + 1), from one
-        matrix product: FastL2LiR's correlation matrix, whose ranking is FastL2LiR's, and
-        ``X_v'y = r (n - 1) sd_v sd_y + n mean_v mean_y`` from it (FastL2LiR forms X1'Y
-        with a second product; both are float32 roundings of the same numbers)."""
+    def _select_cpu(self, y: np.ndarray) -> np.ndarray:
+        """Selected voxels (U, k), ascending, ranked by FastL2LiR's own correlation
+        matrix (``fastl2lir.fastl2lir.corrmat``) of the same arrays."""
         from fastl2lir.fastl2lir import corrmat
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PendingDeprecationWarning)  # its np.matrix
             warnings.simplefilter("ignore", RuntimeWarning)  # constant units: NaN
-            corr = np.nan_to_num(corrmat(self.x_np, y, "col"), nan=0.0, posinf=0.0,
-                                 neginf=0.0)  # (v, U)
-        k, n = self.num_voxel, y.shape[0]
+            corr = corrmat(self.x_np, y, "col")  # (v, U)
+        k = self.num_voxel
         top = np.empty((y.shape[1], k), dtype=np.int64)
         for start in range(0, y.shape[1], 1024):  # bounded memory for the ranking
             rank = np.abs(corr[:, start:start + 1024])
             rank[self.flat_np] = 0.0
+            rank[np.isnan(rank)] = 0.0
             top[start:start + 1024] = np.argpartition(-rank, k - 1, axis=0)[:k].T
         top.sort(axis=1)
-        y_mean = y.mean(axis=0, dtype=np.float64)
-        y_sd = y.std(axis=0, ddof=1, dtype=np.float64)
-        r = np.take_along_axis(corr.T, top, axis=1).astype(np.float64)
-        rhs = r * (n - 1) * self.x_sd[top] * y_sd[:, None] + n * self.x_mean[top] * y_mean[:, None]
-        rhs = np.concatenate([rhs, n * y_mean[:, None]], axis=1)
-        return top, rhs.astype(self.np_dtype)
+        return top
 
-    def _select_device(self, y) -> Tuple["torch.Tensor", "torch.Tensor"]:
-        """The same on the device: correlations and X1'Y from two products there (a unit
-        whose 500th and 501st voxels tie to float rounding may select the other one)."""
+    def _select_device(self, y) -> "torch.Tensor":
+        """The same from a product on the device (a unit whose 500th and 501st voxels
+        tie to float rounding may select the other one)."""
         corr = self.x_std.T @ (y - y.mean(dim=0, keepdim=True))  # (v, U), up to a scale per unit
-        top = corr.abs_().topk(self.num_voxel, dim=0).indices.T.sort(dim=1).values
-        rhs_all = (self.x1.T @ y).T  # (U, v + 1)
-        return top, rhs_all
+        return corr.abs_().topk(self.num_voxel, dim=0).indices.T.sort(dim=1).values
 
     def select(self, y_train) -> "torch.Tensor":
         """Selected voxels (U, k), ascending, of normalised targets (n_samples, U).
@@ -315,8 +302,8 @@ class TorchDecoder:
         if self.num_voxel >= self.n_voxels:
             return torch.arange(self.n_voxels, device=self.device).expand(y_np.shape[1], -1)
         if self.device.type == "cpu":
-            return torch.from_numpy(self._select_cpu(y_np)[0])
-        return self._select_device(torch.as_tensor(y_np).to(self.device))[0]
+            return torch.from_numpy(self._select_cpu(y_np))
+        return self._select_device(torch.as_tensor(y_np).to(self.device))
 
     def fit_predict(self, y_train: np.ndarray, x_test: np.ndarray, keep: bool = False
                     ) -> Tuple[np.ndarray, Optional[LinearDecoders]]:
@@ -336,15 +323,11 @@ class TorchDecoder:
                                         (units, self.n_voxels)).copy()
                 decoders = LinearDecoders(index, w_np[:, :-1].copy(), w_np[:, -1].copy())
             return (xt1 @ w.T).cpu().numpy(), decoders
+        y = torch.as_tensor(y_np).to(self.device)
+        selected = self.select(y_np)
         bias_col = torch.full((units, 1), self.n_voxels, dtype=torch.int64, device=self.device)
-        if self.device.type == "cpu":
-            top, rhs_np = self._select_cpu(y_np)
-            selected, rhs_sel = torch.from_numpy(top), torch.from_numpy(rhs_np)
-            columns = torch.cat([selected, bias_col], dim=1)  # (U, k + 1)
-        else:
-            selected, rhs_all = self._select_device(torch.as_tensor(y_np).to(self.device))
-            columns = torch.cat([selected, bias_col], dim=1)
-            rhs_sel = torch.gather(rhs_all, 1, columns)
+        columns = torch.cat([selected.to(self.device), bias_col], dim=1)  # (U, k + 1)
+        rhs_sel = torch.gather((self.x1.T @ y).T, 1, columns)  # X1'y at the selected columns
         prediction = torch.empty(len(xt), units, dtype=self.dtype, device=self.device)
         weights = torch.empty(units, columns.shape[1], dtype=self.dtype,
                               device=self.device) if keep else None
