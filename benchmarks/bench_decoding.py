@@ -22,7 +22,9 @@ call and a part per unit (a line through the two points):
   training set (timed apart as ``setup``) and reused by every chunk.
 
 Reported: seconds per call and per unit, throughput at the decoder's default chunk of
-8,192 units (units per second, and per core of the process's CPU set), peak memory, and
+8,192 units (units per second, and per core of the process's CPU set), the CPU time per
+unit at that chunk size (core-seconds of the process, all threads: less sensitive than
+wall time to other load on a shared machine), peak memory, and
 the agreement of the two on the larger chunk: the largest difference of the predictions
 over the largest prediction, and the share of units whose selected voxels are identical.
 """
@@ -70,13 +72,15 @@ def contestant(args) -> dict:
     from icnn_torch.decoding.decoders import make_decoder
     x, y_all, x_test = make_data(args.samples, args.voxels, max(args.units))
     result = {"name": args.contestant, "threads": torch.get_num_threads(), "calls": []}
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     decoder = make_decoder(args.contestant, x, 100.0, args.num_voxel, args.dtype)
     result["setup_s"] = time.perf_counter() - t0
+    result["setup_cpu_s"] = time.process_time() - c0
     for units in args.units:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         prediction, decoders = decoder.fit_predict(y_all[:, :units], x_test, keep=True)
-        result["calls"].append({"units": units, "seconds": time.perf_counter() - t0})
+        result["calls"].append({"units": units, "seconds": time.perf_counter() - t0,
+                                "cpu_seconds": time.process_time() - c0})
     np.save(OUT_DIR / f"decoding-{args.contestant}-prediction.npy", prediction)
     np.save(OUT_DIR / f"decoding-{args.contestant}-voxels.npy", decoders.voxel_index)
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -84,9 +88,9 @@ def contestant(args) -> dict:
     return result
 
 
-def _line(calls) -> tuple:
+def _line(calls, key: str = "seconds") -> tuple:
     """(seconds per call, seconds per unit) through the two measured chunk sizes."""
-    (u1, t1), (u2, t2) = [(c["units"], c["seconds"]) for c in calls[:2]]
+    (u1, t1), (u2, t2) = [(c["units"], c[key]) for c in calls[:2]]
     per_unit = (t2 - t1) / (u2 - u1)
     return max(t1 - per_unit * u1, 0.0), per_unit
 
@@ -146,6 +150,9 @@ def main(argv=None) -> int:
         else:
             per_call_amortised = per_call + r["setup_s"]
         chunk_s = per_call_amortised + DEFAULT_CHUNK * per_unit
+        cpu_call, cpu_unit = _line(r["calls"], "cpu_seconds")
+        r.update(cpu_per_unit_s=cpu_unit, cpu_per_call_s=cpu_call,
+                 core_s_per_unit_at_chunk=cpu_unit + cpu_call / DEFAULT_CHUNK)
         r.update(per_call_s=per_call, per_unit_s=per_unit, chunk_s=chunk_s,
                  units_per_s=DEFAULT_CHUNK / chunk_s,
                  units_per_s_per_core=DEFAULT_CHUNK / chunk_s / cores)
@@ -153,12 +160,14 @@ def main(argv=None) -> int:
     print(f"data: {args.samples} training samples x {args.voxels} voxels, {N_TEST} test "
           f"samples, {args.num_voxel} voxels per unit, {args.dtype}; {cores} cores\n")
     print("| decoder | set-up per training set (s) | per call (s) | per unit (ms) | "
-          f"units/s at {DEFAULT_CHUNK}-unit chunks | per core | peak memory (MiB) |")
-    print("|---|---|---|---|---|---|---|")
+          f"units/s at {DEFAULT_CHUNK}-unit chunks | per core | CPU time per unit (core-ms) "
+          "| peak memory (MiB) |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['name']} | {r['setup_s']:.2f} | {r['per_call_s']:.2f} | "
               f"{1e3 * r['per_unit_s']:.2f} | {r['units_per_s']:.0f} | "
-              f"{r['units_per_s_per_core']:.0f} | {r['peak_rss_mib']:.0f} |")
+              f"{r['units_per_s_per_core']:.0f} | {1e3 * r['core_s_per_unit_at_chunk']:.1f} | "
+              f"{r['peak_rss_mib']:.0f} |")
     speedup = rows[1]["units_per_s"] / rows[0]["units_per_s"]
     print(f"\ntorch / fastl2lir throughput: {speedup:.2f}x; predictions differ by at most "
           f"{agreement['max_abs_diff_over_scale']:.1e} of their scale; identical voxel "
@@ -170,7 +179,8 @@ def main(argv=None) -> int:
     load = os.getloadavg()
     print(f"load average during the run: {load[0]:.1f} (1 min), on {cores} cores")
     out = {"args": {k: v for k, v in vars(args).items() if k != "contestant"},
-           "cores": cores, "load_average": load, "results": results, "agreement": agreement, "speedup": speedup}
+           "cores": cores, "load_average": load, "results": results, "agreement": agreement,
+           "speedup": speedup}
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
     (OUT_DIR / "bench_decoding.json").write_text(json.dumps(out, indent=1))

@@ -3,8 +3,6 @@ chunk files and the tree, accuracy measures (all offline, on synthetic data)."""
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import subprocess
 import sys
@@ -151,8 +149,11 @@ def test_fastl2lir_compatibility_shim_only_where_needed():
     from fastl2lir import FastL2LiR
     rng = np.random.default_rng(1)
     x, y = rng.standard_normal((30, 8)), rng.standard_normal((30, 3))
+    from importlib.metadata import version
     needs = fastl2lir_needs_vector_solve()
-    assert needs == (tuple(int(v) for v in np.__version__.split(".")[:2]) >= (2, 4))
+    numpy_24 = tuple(int(v) for v in np.__version__.split(".")[:2]) >= (2, 4)
+    if version("fastl2lir") == "0.11":  # its last release; fixed upstream after it
+        assert needs == numpy_24
     from icnn_torch.decoding.decoders import _SolveVectorRhs
     a = rng.standard_normal((4, 4)) + 4 * np.eye(4)
     b = rng.standard_normal((4, 2))

@@ -156,8 +156,8 @@ def test_user_errors_are_one_line(tiny_project, tmp_path):
     assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith(
         "error: ") and "has no ROI 'LOC'" in proc.stderr
     # the features of the tiny project were made with seed 0; seed 1 is another encoder
-    other = _script_copy(tmp_path, script.read_text(),
-                         encoder="lambda d: __import__('_decoding_helpers').tiny_encoder(d, seed=1)")
+    seed_1 = "lambda d: __import__('_decoding_helpers').tiny_encoder(d, seed=1)"
+    other = _script_copy(tmp_path, script.read_text(), encoder=seed_1)
     proc = _run(other, root, "--quiet")
     assert proc.returncode == 1
     assert "differ in weights_sha1" in proc.stderr.strip().splitlines()[-1]

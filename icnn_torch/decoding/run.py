@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .._util import PathLike, atomic_output, is_terminal
-from ..errors import ConfigError, MissingDataError, run_cli
+from ..errors import ConfigError, run_cli
 
 __all__ = ["DecodeConfig", "STAGES", "run_decoding", "main"]
 
@@ -492,7 +492,8 @@ def _stage_decode(run: _Run, cache: _FmriCache, label_map: Mapping[str, str]) ->
          f"{run.num_voxel} voxels per unit), {len(mine)} for rank {run.rank}/{run.world_size}")
     prepared: Dict[Tuple[str, str], tuple] = {}
     skipped = 0
-    with tqdm(mine, unit="chunk", desc="decode", disable=not (run.progress and is_terminal())) as bar:
+    shown = run.progress and is_terminal()
+    with tqdm(mine, unit="chunk", desc="decode", disable=not shown) as bar:
         for job in bar:
             key = (job.subject, job.roi)
             if key not in prepared:
