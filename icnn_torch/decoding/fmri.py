@@ -35,12 +35,13 @@ a downloaded file is only checked to be a readable BData file.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -136,6 +137,21 @@ def _download_command(paths: Sequence[Path]) -> str:
     return " && ".join(lines) or "(none: these are not published files)"
 
 
+@contextlib.contextmanager
+def download_errors() -> Iterator[None]:
+    """The download layer's failures as the project's :class:`DownloadError` /
+    :class:`ChecksumError` (which the command-line guard prints as one line)."""
+    from ..download import ChecksumError as FetchChecksumError
+    from ..download import DownloadError as FetchError
+    try:
+        yield
+    except FetchError as err:
+        if isinstance(err, IcnnTorchError):
+            raise
+        cls = ChecksumError if isinstance(err, FetchChecksumError) else DownloadError
+        raise cls(str(err)) from err
+
+
 def ensure_fmri_files(files: Mapping[Tuple[str, str], PathLike], download: str = "ask",
                       data_dir: Optional[PathLike] = None, progress: bool = True,
                       timeout: float = 60.0) -> List[Path]:
@@ -181,8 +197,6 @@ def ensure_fmri_files(files: Mapping[Tuple[str, str], PathLike], download: str =
         download = "yes" if sys.stdin.readline().strip().lower() in ("y", "yes") else "no"
     if download != "yes":
         raise MissingDataError(missing, command)
-    from ..download import ChecksumError as FetchChecksumError
-    from ..download import DownloadError as FetchError
     from ..download import fetch, remote_url
     base = remote_url("figshare_files").rstrip("/")
     fetched = []
@@ -190,14 +204,9 @@ def ensure_fmri_files(files: Mapping[Tuple[str, str], PathLike], download: str =
         key = _published_key(path)
         md5, size = _known_checksum(path.name, data_dir)
         sys.stderr.write(f"[{number}/{len(missing)}] {path.name}\n")
-        try:
+        with download_errors():
             fetch(f"{base}/{FMRI_FIGSHARE_IDS[key]}", path, md5=md5, size=size,
                   progress=progress, timeout=timeout)
-        except FetchError as err:  # the download layer's errors, as project errors
-            if isinstance(err, IcnnTorchError):
-                raise
-            cls = ChecksumError if isinstance(err, FetchChecksumError) else DownloadError
-            raise cls(str(err)) from err
         try:
             _check_bdata_file(path)
         except DamagedFileError:

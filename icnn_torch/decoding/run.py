@@ -360,9 +360,11 @@ def _build_encoder(run: _Run, device):
         from .. import data, download
         from ..models import load_vgg19
         data_dir, net_dir = run.out(cfg.data_dir), run.out(cfg.net_dir)
+        from .fmri import download_errors
         assume = {"yes": True, "no": False}.get(run.download)
-        download.ensure_files(None, ["vgg19"], data_dir=data_dir, net_dir=net_dir,
-                              assume_yes=assume)
+        with download_errors():
+            download.ensure_files(None, ["vgg19"], data_dir=data_dir, net_dir=net_dir,
+                                  assume_yes=assume)
         mean, source = data.load_image_mean(data.image_mean_path(data_dir))
         _say(source)
         encoder = load_vgg19(data.vgg19_weights_path(net_dir), KNOWN_NETWORKS[cfg.network],
@@ -520,10 +522,9 @@ def _stage_decode(run: _Run, cache: _FmriCache, label_map: Mapping[str, str]) ->
             if job.stop == store.n_units(job.layer):  # this rank's last chunk of the layer
                 _assemble_if_complete(run, store, job.subject, job.roi, job.layer)
     written = 0
-    for subject in run.subjects:
-        for roi in run.rois:
-            for layer in run.layers:
-                written += _assemble_if_complete(run, store, subject, roi, layer)
+    triples = [(s, r, l) for s in run.subjects for r in run.rois for l in run.layers]
+    for subject, roi, layer in tqdm(triples, unit="layer", desc="tree", disable=not shown):
+        written += _assemble_if_complete(run, store, subject, roi, layer)
     total = len(run.subjects) * len(run.rois) * len(run.layers)
     _say(f"decode: {skipped} chunk(s) already done; {written} of {total} (subject, ROI, "
          f"layer) complete in {run.out(cfg.decoded_features_dir)}"
@@ -547,40 +548,38 @@ def _stage_accuracy(run: _Run, label_map: Mapping[str, str]) -> None:
         _say(f"accuracy: skipped (no test features {test_path}; needs the test images in "
              f"{run.out(cfg.test_images_dir)})")
         return
+    from tqdm import tqdm
     true_store = FeatureStore(test_path)
     train_store = FeatureStore(run.store_path("training"))
+    inverse = {label: stimulus for stimulus, label in label_map.items()}
+    triples = [(s, r, l) for s in run.subjects for r in run.rois for l in run.layers]
     rows = []
-    for subject in run.subjects:
-        for roi in run.rois:
-            for layer in run.layers:
-                if layer not in true_store.layers or true_store.missing_blocks(layer):
-                    continue
-                chunks = _chunk_files(run, subject, roi, layer, train_store.n_units(layer))
-                if not all(p.is_file() for p in chunks):
-                    continue
-                parts = [read_chunk(p, names=("y_mean", "y_sd")) for p in chunks]
-                items = parts[0]["items"]
-                files = [tree_path(run.out(cfg.decoded_features_dir), cfg.image_type,
-                                   cfg.network, layer, subject, roi, item) for item in items]
-                if not all(f.is_file() for f in files):
-                    continue
-                pred = np.stack([load_feat(f).reshape(-1) for f in files])
-                true = true_store.read_layer(layer).reshape(len(true_store.labels), -1)
-                inverse = {v: k for k, v in label_map.items()}
-                if cfg.average_trials:
-                    order = [true_store.labels.index(inverse[item]) for item in items]
-                    scores = decoding_accuracy(pred, true[order],
-                                               np.concatenate([p["y_mean"] for p in parts]),
-                                               np.concatenate([p["y_sd"] for p in parts]))
-                else:
-                    image_of = [inverse[item.rsplit("_trial", 1)[0]] for item in items]
-                    scores = decoding_accuracy(pred, true,
-                                               np.concatenate([p["y_mean"] for p in parts]),
-                                               np.concatenate([p["y_sd"] for p in parts]),
-                                               pred_labels=image_of,
-                                               true_labels=true_store.labels)
-                rows.append({"subject": subject, "roi": roi, "layer": layer,
-                             "n_items": len(items), "n_units": pred.shape[1], **scores})
+    for subject, roi, layer in tqdm(triples, unit="layer", desc="accuracy",
+                                    disable=not (run.progress and is_terminal())):
+        if layer not in true_store.layers or true_store.missing_blocks(layer):
+            continue
+        chunks = _chunk_files(run, subject, roi, layer, train_store.n_units(layer))
+        if not all(p.is_file() for p in chunks):
+            continue
+        parts = [read_chunk(p, names=("y_mean", "y_sd")) for p in chunks]
+        items = parts[0]["items"]
+        files = [tree_path(run.out(cfg.decoded_features_dir), cfg.image_type, cfg.network,
+                           layer, subject, roi, item) for item in items]
+        if not all(f.is_file() for f in files):
+            continue
+        pred = np.stack([load_feat(f).reshape(-1) for f in files])
+        true = true_store.read_layer(layer).reshape(len(true_store.labels), -1)
+        y_mean = np.concatenate([p["y_mean"] for p in parts])
+        y_sd = np.concatenate([p["y_sd"] for p in parts])
+        if cfg.average_trials:
+            order = [true_store.labels.index(inverse[item]) for item in items]
+            scores = decoding_accuracy(pred, true[order], y_mean, y_sd)
+        else:
+            image_of = [inverse[item.rsplit("_trial", 1)[0]] for item in items]
+            scores = decoding_accuracy(pred, true, y_mean, y_sd, pred_labels=image_of,
+                                       true_labels=true_store.labels)
+        rows.append({"subject": subject, "roi": roi, "layer": layer, "n_items": len(items),
+                     "n_units": pred.shape[1], **scores})
     if not rows:
         _say("accuracy: no complete layer to evaluate yet")
         return

@@ -15,7 +15,9 @@ Layout of a features file (h5py)::
 
 Rows are written in blocks of ``rows_per_block`` images (attribute, fixed when the file
 is created), one forward pass per block. A unit chunk is read with one strided read
-``features[:, start:stop]``.
+``features[:, start:stop]``. The feature datasets are contiguous, not HDF5-chunked:
+8,192 units of 1,200 images read in 0.2 s that way on the development machine, against
+2.5 s with (8, 4096) HDF5 chunks; both layouts are equally safe to kill (below).
 
 Readers open the file without HDF5's file lock, so that processes waiting for the
 features can look at the done flags while one process writes them (a locked open would
