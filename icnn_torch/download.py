@@ -32,6 +32,7 @@ figshare files by id      ``ICNN_TORCH_FIGSHARE_FILES``  https://ndownloader.fig
 VGG19 caffemodel          ``ICNN_TORCH_VGG19_URL``       the VGG group's page (SPEC 2)
 DeePSiM release zip       ``ICNN_TORCH_DEEPSIM_URL``     the Freiburg LMB page (SPEC 2)
 fc7 bounds (fc7.txt)      ``ICNN_TORCH_FC7_BOUNDS_URL``  the original repository, raw file
+icnn files (self-check)   ``ICNN_TORCH_ICNN_RAW_URL``    https://raw.githubusercontent.com/KamitaniLab/icnn
 ========================  =============================  ====================================
 
 How files are fetched (:func:`fetch`): into ``<dest>.part``; an existing ``.part`` is
@@ -102,6 +103,8 @@ DEFAULT_DEEPSIM_URL = ("https://lmb.informatik.uni-freiburg.de/resources/binarie
                        "arxiv2016_alexnet_inversion_with_gans/release_deepsim_v0.zip")
 DEFAULT_FC7_BOUNDS_URL = ("https://raw.githubusercontent.com/KamitaniLab/"
                           "DeepImageReconstruction/master/data/act_range/3x/fc7.txt")
+#: Raw files of the original icnn repository (``<base>/<commit>/<path>``; the self-check).
+DEFAULT_ICNN_RAW_URL = "https://raw.githubusercontent.com/KamitaniLab/icnn"
 
 _URL_ENV = {
     "figshare_api": ("ICNN_TORCH_FIGSHARE_API", DEFAULT_FIGSHARE_API),
@@ -109,6 +112,7 @@ _URL_ENV = {
     "vgg19": ("ICNN_TORCH_VGG19_URL", DEFAULT_VGG19_URL),
     "deepsim": ("ICNN_TORCH_DEEPSIM_URL", DEFAULT_DEEPSIM_URL),
     "fc7_bounds": ("ICNN_TORCH_FC7_BOUNDS_URL", DEFAULT_FC7_BOUNDS_URL),
+    "icnn_raw": ("ICNN_TORCH_ICNN_RAW_URL", DEFAULT_ICNN_RAW_URL),
 }
 
 #: Size of VGG_ILSVRC_19_layers.caffemodel (no md5 is published for it).
@@ -146,7 +150,8 @@ ALIASES = ("vgg19", "generator", "fc7_bounds", "mean", "std")
 
 def remote_url(key: str) -> str:
     """Address of a remote source: ``figshare_api``, ``figshare_files``, ``vgg19``,
-    ``deepsim`` or ``fc7_bounds``; the environment variable wins over the default."""
+    ``deepsim``, ``fc7_bounds`` or ``icnn_raw``; the environment variable wins over the
+    default."""
     env, default = _URL_ENV[key]
     return os.environ.get(env, "").strip() or default
 
