@@ -7,6 +7,9 @@ Two kinds of tests:
   the weights are absent (``net/`` under ``$ICNN_TORCH_ROOT`` or the repository root) or
   the reference files cannot be had. The 200/500-iteration cases run only on CUDA or with
   ``ICNN_TORCH_SELFCHECK_FULL=1`` (about an hour on a 2-core CPU).
+- ``test_cached_real_references_*``: no weights needed; when the original's reference
+  files are cached (after one self-check run), their md5 and that every pickled option
+  reaches our engines. Skipped otherwise.
 - everything else tests the **plumbing only**, not agreement with Caffe: references
   are built by our own engines on small random nets (``tests/_selfcheck_helpers.py``),
   written in the original's formats (Python 2 pickle, MATLAB files, PNG/JPEG) and served
@@ -324,6 +327,14 @@ def test_plumbing_own_results_pass_and_a_perturbed_reference_fails(plumbing_tree
     assert not result.passed and {f.split()[0] for f in result.failures} == {"loss0", "loss"}
     assert "FAIL: loss0" in selfcheck.format_row(result)
 
+    # --spread: a second run with the other convolution algorithm, compared with the first
+    result = selfcheck.run_case(case, net, gen, features, reference, device, spread=True)
+    assert result.passed and result.spread is not None
+    assert result.spread.n_ours == result.n_ours == 3
+    assert result.spread.corr > 0.9999 and result.spread.loss < 1e-4  # rounding only
+    first, second = selfcheck.format_row(result).split("\n")
+    assert first.startswith("icnn_gd_quick") and second.startswith("  spread")
+
 
 def _args(tmp_path, *extra):
     return ["--data-dir", str(tmp_path / "data"), "--net-dir", str(tmp_path / "net"),
@@ -382,14 +393,24 @@ def test_main_end_to_end_over_loopback_then_offline(plumbing_tree, small_nets, r
     assert "icnn_gd_quick" in out and "FAIL: img" in out and "3 of 4 cases passed" in out
 
 
-def test_main_reports_a_corrupt_download_in_one_line(plumbing_tree, remote, tmp_path, capsys):
-    (tmp_path / "net" / "VGG_ILSVRC_19_layers").mkdir(parents=True)
-    (tmp_path / "net" / "VGG_ILSVRC_19_layers" / "VGG_ILSVRC_19_layers.caffemodel").write_bytes(b"x")
-    remote.modes[f"/{selfcheck.PINNED_COMMIT}/{selfcheck.ORIG_IMG_PATH}"] = "corrupt"
-    status = errors.run_cli(lambda: selfcheck.main(_args(tmp_path, "--cases", "icnn_gd_quick")))
+def test_main_reports_corrupt_downloads_and_damaged_weights_in_one_line(plumbing_tree, remote,
+                                                                       tmp_path, capsys):
+    weights = tmp_path / "net" / "VGG_ILSVRC_19_layers" / "VGG_ILSVRC_19_layers.caffemodel"
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"not a caffemodel")
+    argv = _args(tmp_path, "--cases", "icnn_gd_quick", "--device", "cpu")
+    served = f"/{selfcheck.PINNED_COMMIT}/{selfcheck.ORIG_IMG_PATH}"
+    remote.modes[served] = "corrupt"
+    status = errors.run_cli(lambda: selfcheck.main(argv))
     err = capsys.readouterr().err
     assert status == 1 and err.count("\n") == 1 and "corrupt" in err and "md5" in err
     assert not (selfcheck.reference_folder(tmp_path / "data") / selfcheck.ORIG_IMG_PATH).exists()
+
+    remote.modes[served] = "good"
+    status = errors.run_cli(lambda: selfcheck.main(argv))
+    err = capsys.readouterr().err
+    assert status == 1 and err.count("\n") == 1
+    assert f"{weights} is damaged" in err and "icnn_torch.download" in err and "vgg19" in err
 
 
 # --------------------------------------------------------------------------- the real thing
