@@ -75,11 +75,14 @@ at hand when they were set; ``--spread`` shows the same quantity for yours):
   image parts by up to 0.14 of the range (pixel) at a loss within 1e-3, so the image's
   maximum difference is not judged for pixel L-BFGS, its correlation and losses are.
 - 200/500-iteration cases: the rounding differences grow at every step, and after some
-  tens of iterations the two runs are different optimisations from the same start.
-  Judged is what survives: the shared start (``loss0``), the budget (GD: the same ``n``;
-  L-BFGS: ``maxiter`` iterations, so ``n`` within 10%), the loss reached (``final``
-  within a factor of 2) and the content (``corr >= 0.9``: both reconstruct the same
-  photograph from its true features).
+  tens of iterations the two runs are different optimisations from the same start
+  (measured at 200 iterations: pixel GD loss curves 1% apart, DGN GD 22% apart mid-run
+  with images correlated at only 0.77, pixel L-BFGS losses 54% apart once they fall to
+  5e-4). Judged is what survives: the shared start (``loss0``), the budget (GD: the same
+  ``n``; L-BFGS: ``maxiter`` iterations, so ``n`` within 10%), the loss reached
+  (``final``: within 10%, a factor 3 for pixel L-BFGS, whose loss falls towards 0), the
+  pixel-GD loss curve (within 10%) and the content (``corr >= 0.9`` for the pixel
+  engines, 0.5 for the DGN ones, whose latent wanders off between equally good images).
 
 Exit status: 0 when every case passes, 1 otherwise (also for every expected failure:
 missing weights, a failed or corrupt download, which print one ``error:`` line; see
@@ -265,9 +268,9 @@ class Criteria:
 #: through two float32 forward passes (targets and start), see the module docstring.
 LOSS0_MAX = 1e-4
 
-#: PASS limits per case name. The quick limits are about 10x the largest float32 spread
-#: measured (two runs of our engine differing only in the convolution algorithm, three
-#: random-weight full-size nets), which the ``spread`` texts quote.
+#: PASS limits per case name, about 10x the largest float32 spread measured (two runs of
+#: our engine differing only in the convolution algorithm, random-weight full-size nets:
+#: three seeds for the quick cases, one for the long ones), which the ``spread`` texts quote.
 CRITERIA: dict[str, Criteria] = {
     "icnn_gd_quick": Criteria(LOSS0_MAX, 1e-4, 0.99995, 5e-2, 0.0, None,
                               "corr 1-2e-6, img 4.3e-3, loss 1.2e-6"),
@@ -277,10 +280,16 @@ CRITERIA: dict[str, Criteria] = {
                                   "corr 1-2.1e-4, img 1.1e-2, loss 6.3e-4"),
     "icnn_dgn_lbfgs_quick": Criteria(LOSS0_MAX, 2e-2, 0.998, 1e-1, 0.0, None,
                                      "corr 1-1.5e-4, img 8.3e-3, loss 1.7e-3"),
-    "icnn_gd": Criteria(LOSS0_MAX, None, 0.9, None, 0.0, 2.0, ""),
-    "icnn_lbfgs": Criteria(LOSS0_MAX, None, 0.9, None, 0.1, 2.0, ""),
-    "icnn_dgn_gd": Criteria(LOSS0_MAX, None, 0.9, None, 0.0, 2.0, ""),
-    "icnn_dgn_lbfgs": Criteria(LOSS0_MAX, None, 0.9, None, 0.1, 2.0, ""),
+    # 200/500 iterations: judged on what survives the chaotic divergence (spreads measured
+    # at 200 iterations, L-BFGS with maxiter 200).
+    "icnn_gd": Criteria(LOSS0_MAX, 1e-1, 0.9, None, 0.0, 1.1,
+                        "corr 0.986, img 0.21, loss 1.1e-2, final 0.991"),
+    "icnn_lbfgs": Criteria(LOSS0_MAX, None, 0.9, None, 0.1, 3.0,
+                           "corr 1.000, img 5e-5, loss 0.54, final 1.54 at a loss of 5e-4"),
+    "icnn_dgn_gd": Criteria(LOSS0_MAX, None, 0.5, None, 0.0, 1.1,
+                            "corr 0.77, img 0.37, loss 0.41, final 0.998"),
+    "icnn_dgn_lbfgs": Criteria(LOSS0_MAX, None, 0.5, None, 0.1, 1.1,
+                               "corr 0.93, img 0.22, loss 1.4e-3, final 1.001"),
 }
 
 
