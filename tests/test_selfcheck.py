@@ -354,10 +354,11 @@ def test_main_without_weights_names_the_download_command(tmp_path, monkeypatch, 
     assert "VGG_ILSVRC_19_layers.caffemodel" in err
 
     # only the pixel cases: the generator is not asked for; other folders are named
-    status = errors.run_cli(lambda: selfcheck.main(_args(tmp_path, "--cases", "icnn_gd_quick")))
+    elsewhere = tmp_path / "elsewhere"
+    status = errors.run_cli(lambda: selfcheck.main(_args(elsewhere, "--cases", "icnn_gd_quick")))
     err = capsys.readouterr().err
     assert status == 1 and "generator" not in err.split("Download with:")[1]
-    assert f"--data-dir {tmp_path / 'data'}" in err and "vgg19 mean" in err
+    assert f"--data-dir {elsewhere / 'data'}" in err and "vgg19 mean" in err
 
 
 def test_main_end_to_end_over_loopback_then_offline(plumbing_tree, small_nets, remote,
