@@ -16,7 +16,8 @@ Sources (module constants; an environment variable, read at call time, wins: tha
 the tests use a local server): ``ICNN_TORCH_FIGSHARE_API`` (https://api.figshare.com/v2),
 ``ICNN_TORCH_FIGSHARE_FILES`` (https://ndownloader.figshare.com/files/<id>),
 ``ICNN_TORCH_VGG19_URL`` (the VGG group's page), ``ICNN_TORCH_DEEPSIM_URL`` (the Freiburg
-LMB page), ``ICNN_TORCH_FC7_BOUNDS_URL`` (the original repository's fc7.txt).
+LMB page), ``ICNN_TORCH_FC7_BOUNDS_URL`` (the original repository's fc7.txt),
+``ICNN_TORCH_ICNN_RAW_URL`` (the original icnn repository's files, for the self-check).
 
 Fetching (:func:`fetch`) goes through ``pooch.retrieve`` (md5, skip when intact,
 processors for the zips) with our downloader: ``<dest>.part`` resumed with ``Range``
@@ -71,6 +72,7 @@ _URL_ENV = {
                 "binaries/arxiv2016_alexnet_inversion_with_gans/release_deepsim_v0.zip"),
     "fc7_bounds": ("ICNN_TORCH_FC7_BOUNDS_URL", "https://raw.githubusercontent.com/KamitaniLab/"
                    "DeepImageReconstruction/master/data/act_range/3x/fc7.txt"),
+    "icnn_raw": ("ICNN_TORCH_ICNN_RAW_URL", "https://raw.githubusercontent.com/KamitaniLab/icnn"),
 }
 
 #: Size of VGG_ILSVRC_19_layers.caffemodel.
@@ -100,7 +102,8 @@ ALIASES = WEIGHT_ITEMS + ("mean", "std")
 
 def remote_url(key: str) -> str:
     """Address of a remote source: ``figshare_api``, ``figshare_files``, ``vgg19``,
-    ``deepsim`` or ``fc7_bounds``; the environment variable wins over the default."""
+    ``deepsim``, ``fc7_bounds`` or ``icnn_raw``; the environment variable wins over the
+    default."""
     env, default = _URL_ENV[key]
     return os.environ.get(env, "").strip() or default
 
