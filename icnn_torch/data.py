@@ -96,15 +96,24 @@ def decoded_feature_dir(data_dir: PathLike, image_type: str, network: str, layer
     return Path(data_dir, DECODED_FEATURES_DIRNAME, image_type, network, layer, subject)
 
 
-def decoded_feature_path(data_dir: PathLike, image_type: str, network: str, layer: str,
-                         subject: str, roi: str, label: str) -> Path:
-    """Path of one decoded feature file (SPEC section 3).
+def decode_feature_filename(decoded_features_dir: PathLike, image_type: str, network: str,
+                            layer: str, subject: str, roi: str, label: str) -> Path:
+    """Path of one decoded feature file in a decoded-feature tree (the original scripts'
+    ``decode_feature_filename``):
 
-    ``<data_dir>/decodedfeatures/<image_type>/<network>/<layer>/<subject>/<roi>/``
+    ``<decoded_features_dir>/<image_type>/<network>/<layer>/<subject>/<roi>/``
     ``<image_type>-<network>-<layer>-<subject>-<roi>-<label>.mat``
     """
     name = f"{image_type}-{network}-{layer}-{subject}-{roi}-{label}.mat"
-    return decoded_feature_dir(data_dir, image_type, network, layer, subject) / roi / name
+    return Path(decoded_features_dir, image_type, network, layer, subject, roi, name)
+
+
+def decoded_feature_path(data_dir: PathLike, image_type: str, network: str, layer: str,
+                         subject: str, roi: str, label: str) -> Path:
+    """Path of one decoded feature file of the published tree,
+    ``<data_dir>/decodedfeatures/...`` (see :func:`decode_feature_filename`)."""
+    return decode_feature_filename(Path(data_dir, DECODED_FEATURES_DIRNAME), image_type,
+                                   network, layer, subject, roi, label)
 
 
 def feat_std_path(data_dir: PathLike = DEFAULT_DATA_DIR, network: str = "VGG19") -> Path:
