@@ -52,7 +52,7 @@ from .engines import EngineInfo, engine_info
 from .errors import (ConfigError, DamagedFileError, IcnnTorchError, OutputError,
                      run_cli)
 
-__all__ = ["ScriptConfig", "main", "run_script", "build_parser"]
+__all__ = ["main", "run_script", "build_parser", "RunSettings"]
 
 #: The symbolic option values the scripts use, resolved at run time (see ScriptConfig).
 SYMBOLIC_OPTIONS = {"initial_image": ("mean",), "initial_gen_feat": ("zeros",),
@@ -337,11 +337,15 @@ def _check_folder(cfg: ScriptConfig, plan: RunPlan, settings: RunSettings, info:
 
 
 def _probe_writable(folder: Path) -> None:
-    """Create ``folder`` and a file in it, or raise :class:`OutputError`."""
+    """Raise :class:`OutputError` unless files can be created in ``folder`` (or, when it does
+    not exist yet, in its nearest existing parent, where it would be created). Creates
+    nothing that stays."""
     import tempfile
+    base = next(p for p in (folder, *folder.parents) if p.exists() or p == p.parent)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
+        if not base.is_dir():
+            raise NotADirectoryError(20, f"{base} is not a folder")
+        with tempfile.TemporaryFile(dir=base):
             pass
     except OSError as err:
         raise OutputError(f"cannot write into {folder}: {err.strerror or err}; choose a "

@@ -359,7 +359,7 @@ def test_offline_run_without_data_is_one_line(tmp_path):
     debug = _run("1_reconstruct_natural_image", root, "--debug", timeout=120)
     assert debug.returncode == 1 and "Traceback" in debug.stderr
     assert "MissingDataError" in debug.stderr
-    assert not (root / "results").exists() or not any((root / "results").rglob("*.pkl"))
+    assert not (root / "results").exists()  # a run that fails before its work leaves nothing
 
 
 @pytest.mark.parametrize("how", ["read-only folder", "a file in the way"])
