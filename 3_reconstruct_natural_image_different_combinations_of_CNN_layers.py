@@ -16,6 +16,8 @@ figure_title = 'Fig 4. Effect of multilevel visual features'
 # Decoded features: the published ones (figshare article 7033577), or a tree decoded
 # from fMRI in the same layout (<dir>/<image_type>/<network>/<layer>/<subject>/<roi>/).
 decoded_features_dir = './data/decodedfeatures'
+
+# Subjects, ROIs and images of the figure (in the original's order).
 subjects_list = ['S1', 'S2', 'S3']
 rois_list = ['VC']
 image_type = 'natural'
