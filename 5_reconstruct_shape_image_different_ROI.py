@@ -8,9 +8,16 @@ command-line overrides (quick checks, cluster runs).
 Results: ./results/5_reconstruct_shape_image_different_ROI/<subject>/<roi>/recon_img-<label>.mat, recon_img_normalized-<label>.jpg
 """
 
-from icnn_torch.pipeline import ScriptConfig, run_script
+from icnn_torch.pipeline import main
 
-# Data: decoded VGG19 features (figshare article 7033577).
+# The paper's figure these constants reproduce: its number and title.
+figure_title = 'Fig 7A. Artificial shape reconstructions from individual visual areas'
+
+# Decoded features: the published ones (figshare article 7033577), or a tree decoded
+# from fMRI in the same layout (<dir>/<image_type>/<network>/<layer>/<subject>/<roi>/).
+decoded_features_dir = './data/decodedfeatures'
+
+# Subjects, ROIs and images of the figure (in the original's order).
 subjects_list = ['S1', 'S2', 'S3']
 rois_list = ['V1', 'V2', 'V3', 'V4', 'HVC', 'VC']
 image_type = 'color_shape'
@@ -37,10 +44,12 @@ opts = {
 results_dir = './results'
 download = 'ask'      # missing data/weights: 'ask' (on a terminal), 'yes', or 'no' (stop)
 overwrite = False     # True: redo reconstructions whose outputs already exist
-snapshot_every = 10   # snapshot period in iterations (0: none)
-batch_size = 1        # images optimised together (L-BFGS runs images one after another)
+# Snapshots (snapshots/image-<label>/) every N iterations for the GD engines, every N
+# function evaluations for L-BFGS: 1 saves every one, as the original; a larger N,
+# or 0 (none), saves disk.
+snapshot_every = 1
 device = None         # None: CUDA when present, else CPU; or 'cpu', 'cuda:1', ...
 
 
 if __name__ == '__main__':
-    run_script(ScriptConfig.from_constants(globals()))
+    main(globals())

@@ -9,7 +9,7 @@ run. Everything else derives from the plan: the files to download
 ``options.pkl`` (:mod:`icnn_torch.results`), and what ``evaluate`` and ``figure`` read
 back from it.
 
-Nothing here imports torch: ``--help`` and ``--dry-run`` stay fast.
+Nothing here imports torch, so that a script's ``--help`` answers at once.
 """
 
 from __future__ import annotations
@@ -62,7 +62,9 @@ class ScriptConfig:
     results_dir : str
         Results go to ``<results_dir>/<script name>/``.
     decoded_features_dir : str
-        The decoded-feature tree (``<dir>/<image_type>/<network>/<layer>/<subject>/<roi>/``).
+        The decoded-feature tree (``<dir>/<image_type>/<network>/<layer>/<subject>/<roi>/``),
+        as the original's constant: the published features (``./data/decodedfeatures``,
+        downloaded when missing) or a tree decoded from fMRI (only checked).
     snapshot_every : int
         Snapshot period in the engine's steps (iterations, or function evaluations for
         L-BFGS); 1 is the original's; 0: no snapshots.
@@ -72,12 +74,13 @@ class ScriptConfig:
     overwrite : bool
         Redo reconstructions whose outputs already exist.
     batch_size : int
-        Images reconstructed together by the GD engines (results equal one at a time).
+        Images reconstructed together by the GD engines (results equal one at a time);
+        1 for the L-BFGS engines.
     device : str, optional
         Default: CUDA when present (the rank's GPU under torchrun), else CPU.
     figure_title : str
-        The paper's figure this script reproduces, e.g. ``"Fig. 2: ..."`` (the title of
-        its figure panel); default: the script's name.
+        The paper's figure this script reproduces, its number and title, e.g.
+        ``"Fig 2. Seen natural image reconstructions"``; default: the script's name.
     """
 
     script_file: str

@@ -18,7 +18,7 @@ Functions take ``data_dir`` / ``net_dir`` arguments (defaults ``"data"`` / ``"ne
 i.e. relative to the current directory, which the scripts set to the project root). A
 decoded-feature tree can also be addressed by its root (the scripts' constant
 ``decoded_features_dir``, the original's ``./data/decodedfeatures``): see
-:func:`feature_file_path` and the ``features_dir`` argument of
+:func:`decode_feature_filename` and the ``features_dir`` argument of
 :func:`load_decoded_features`.
 
 What the published data holds (figshare article 7033577) is read from the file list
@@ -178,24 +178,24 @@ def decoded_feature_dir(data_dir: PathLike, image_type: str, network: str, layer
     return Path(data_dir, DECODED_FEATURES_DIRNAME, image_type, network, layer, subject)
 
 
-def feature_file_path(features_dir: PathLike, image_type: str, network: str, layer: str,
-                      subject: str, roi: str, label: str) -> Path:
-    """Path of one decoded feature file in the tree rooted at ``features_dir`` (the
-    scripts' ``decoded_features_dir``, e.g. ``./data/decodedfeatures``):
+def decode_feature_filename(decoded_features_dir: PathLike, image_type: str, network: str,
+                            layer: str, subject: str, roi: str, label: str) -> Path:
+    """Path of one decoded feature file in a decoded-feature tree (the original scripts'
+    ``decode_feature_filename``):
 
-    ``<features_dir>/<image_type>/<network>/<layer>/<subject>/<roi>/``
+    ``<decoded_features_dir>/<image_type>/<network>/<layer>/<subject>/<roi>/``
     ``<image_type>-<network>-<layer>-<subject>-<roi>-<label>.mat``
     """
     name = f"{image_type}-{network}-{layer}-{subject}-{roi}-{label}.mat"
-    return Path(features_dir, image_type, network, layer, subject, roi, name)
+    return Path(decoded_features_dir, image_type, network, layer, subject, roi, name)
 
 
 def decoded_feature_path(data_dir: PathLike, image_type: str, network: str, layer: str,
                          subject: str, roi: str, label: str) -> Path:
-    """Path of one decoded feature file of the tree ``<data_dir>/decodedfeatures`` (the
-    original's place; see :func:`feature_file_path`)."""
-    return feature_file_path(Path(data_dir, DECODED_FEATURES_DIRNAME), image_type, network,
-                             layer, subject, roi, label)
+    """Path of one decoded feature file of the published tree,
+    ``<data_dir>/decodedfeatures/...`` (see :func:`decode_feature_filename`)."""
+    return decode_feature_filename(Path(data_dir, DECODED_FEATURES_DIRNAME), image_type,
+                                   network, layer, subject, roi, label)
 
 
 def feat_std_path(data_dir: PathLike = DEFAULT_DATA_DIR, network: str = "VGG19") -> Path:
@@ -407,7 +407,7 @@ def load_decoded_features(data_dir: Optional[PathLike], image_type: str, network
     """
     root = Path(features_dir) if features_dir is not None else \
         Path(data_dir, DECODED_FEATURES_DIRNAME)
-    paths = {layer: feature_file_path(root, image_type, network, layer, subject, roi, label)
+    paths = {layer: decode_feature_filename(root, image_type, network, layer, subject, roi, label)
              for layer in layers}
     missing = [layer for layer, p in paths.items() if not p.is_file()]
     if missing:

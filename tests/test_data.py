@@ -342,12 +342,12 @@ def test_damaged_std_mean_and_bounds_files_name_themselves(tmp_path):
 
 def test_a_feature_tree_is_addressed_by_its_root(tmp_path):
     feat = _rng(6).standard_normal((2, 3, 3)).astype(np.float32)
-    path = data.feature_file_path(tmp_path / "mine", "alphabet", "VGG19", "fc6", "S1", "V4",
+    path = data.decode_feature_filename(tmp_path / "mine", "alphabet", "VGG19", "fc6", "S1", "V4",
                                   "Img0003")
     assert path.relative_to(tmp_path).as_posix() == \
         "mine/alphabet/VGG19/fc6/S1/V4/alphabet-VGG19-fc6-S1-V4-Img0003.mat"
     assert decoded_feature_path(tmp_path, "alphabet", "VGG19", "fc6", "S1", "V4", "Img0003") == \
-        data.feature_file_path(tmp_path / "decodedfeatures", "alphabet", "VGG19", "fc6", "S1",
+        data.decode_feature_filename(tmp_path / "decodedfeatures", "alphabet", "VGG19", "fc6", "S1",
                                "V4", "Img0003")
     path.parent.mkdir(parents=True)
     write_mat_v5(path, {"feat": feat})

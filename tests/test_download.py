@@ -6,7 +6,6 @@ import csv
 import dataclasses
 import hashlib
 import io
-import json
 import os
 import subprocess
 import sys
@@ -687,7 +686,7 @@ def test_command_names_only_what_differs_from_the_script(remote, tmp_path, monke
 def test_own_decoded_feature_tree_is_checked_on_disk(remote, tmp_path, monkeypatch):
     tree = tmp_path / "decoded_from_fmri"
     for layer in ("conv1_1", "fc8"):
-        path = data.feature_file_path(tree, "natural", "VGG19", layer, "S1", "VC", "Img0001")
+        path = data.decode_feature_filename(tree, "natural", "VGG19", layer, "S1", "VC", "Img0001")
         path.parent.mkdir(parents=True)
         write_mat_v5(path, {"feat": np.ones((2, 2, 2), np.float32)})
     plan = dataclasses.replace(ScriptConfig.from_file(script_path("2")).plan(

@@ -417,7 +417,7 @@ def test_icnn_gd_draws_the_originals_random_numbers_in_its_order(device):
     np.random.seed(2024)
     np.random.randint(0, 256, (SIZE, SIZE, 3))  # the noise image of the regulariser scale
     start = np.random.randint(0, 256, (SIZE, SIZE, 3))
-    shifts = [tuple(np.random.randint(-jitter, jitter + 1, 2)) for _ in range(iter_n)]
+    [np.random.randint(-jitter, jitter + 1, 2) for _ in range(iter_n)]  # the jitter shifts
     after = np.random.randint(0, 2 ** 31)
     target = np.zeros((3, SIZE, SIZE), np.float32)
     np.random.seed(2024)

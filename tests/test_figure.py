@@ -15,7 +15,7 @@ from PIL import Image
 
 from _results_tree import panel_grid, panel_texts, save_png, save_recon, write_record
 from icnn_torch import figure
-from icnn_torch.figure import (GID_CAPTION, GID_COLUMN, GID_IMAGE, GID_MISSING, GID_ROW,
+from icnn_torch.figure import (GID_CAPTION, GID_COLUMN, GID_MISSING, GID_ROW,
                                GID_TITLE, PanelStyle, compose_panel, make_figures,
                                script_panels)
 
