@@ -600,8 +600,10 @@ def load_fc7_upper_bound(path: Optional[PathLike] = None) -> np.ndarray:
 
     Returns
     -------
-    np.ndarray, shape (4096,), float32
+    np.ndarray, shape (4096,), float64
         One bound per fc7 unit (integers 2..6 in the published file); the lower bound is 0.
+        float64, as the original's ``np.loadtxt``: ``icnn_dgn_gd`` then keeps its z in
+        float64 after the first clip, as the original does.
 
     Raises
     ------
@@ -622,7 +624,7 @@ def load_fc7_upper_bound(path: Optional[PathLike] = None) -> np.ndarray:
     if values.shape != (FC7_UNITS,):
         raise DamagedFileError(path, f"it holds {values.shape[0]} values, expected "
                                f"{FC7_UNITS} (shape ({FC7_UNITS},))", command)
-    return values.astype(np.float32)
+    return values
 
 
 # --------------------------------------------------------------------------- the run's selection

@@ -76,8 +76,9 @@ def reconstruct_image(features, net, net_gen, layer_weight=None, channel=None, m
         RGB image of the last evaluated z (before the final update), mean added back, not
         clipped.
     loss_list : ndarray, (iter_n,) or (B, iter_n), float32
-    gen_feat : ndarray, (4096,) or (B, 4096), float32
-        Only with ``return_gen_feat``: the last evaluated z.
+    gen_feat : ndarray, (4096,) or (B, 4096)
+        Only with ``return_gen_feat``: the last evaluated z; float32, or float64 once a
+        float64 bound array has clipped it (the scripts' fc7 bounds), as in the original.
     """
     s = problem(features, net, device, layer_weight, channel, mask, loss_type)
     size = int(getattr(net_gen, "input_size", 4096))

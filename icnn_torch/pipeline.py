@@ -587,7 +587,7 @@ def _load_inputs(cfg: ScriptConfig, plan: RunPlan, info: EngineInfo, settings: R
 
     from . import perf
     from .models import load_generator, load_vgg19
-    from .targets import probe_feature_shapes
+    from .recon.objective import probe_feature_shapes
     device = _device(settings.device, local_rank)
     print(f"device: {device}", flush=True)
     if device.type == "cpu":

@@ -277,7 +277,7 @@ def test_fc7_upper_bound_real_file():
     if not path.is_file():
         pytest.skip(f"{path} not available")
     bounds = load_fc7_upper_bound(path)
-    assert bounds.shape == (4096,) and bounds.dtype == np.float32
+    assert bounds.shape == (4096,) and bounds.dtype == np.float64  # np.loadtxt's, as the original
     assert set(np.unique(bounds)) <= {2.0, 3.0, 4.0, 5.0, 6.0}
     np.testing.assert_array_equal(bounds, np.array(path.read_text().split(), dtype=np.float32))
 

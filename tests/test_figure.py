@@ -40,7 +40,7 @@ def _solid(label, size=224):
 def _build_tree(tmp_path, size=224):
     results = tmp_path / "results"
     write_record(results, SCRIPT1, figure_title=TITLE1)
-    write_record(results, SCRIPT3)
+    write_record(results, SCRIPT3, figure_title="")  # no title: the folder name stands in
     write_record(results, SCRIPT5)
     # script 1: two subjects, labels written in an order other than the script's
     for subject in ["S2", "S1"]:

@@ -144,3 +144,20 @@ def test_snapshot_extension_and_postprocess_are_applied(name, device, tmp_path):
     with Image.open(numbered[0]) as im:
         raw = np.asarray(im)
     assert raw.dtype == np.uint8 and len(np.unique(raw)) > 10  # the image, not normalised away
+
+
+def test_dgn_gd_latent_follows_numpy_promotion_by_its_bounds(device):
+    """The original clips its float32 z with ``np.minimum(z, upper)``: a float64 bound array
+    (``np.loadtxt`` of fc7.txt, as the scripts pass it) makes z float64 from the first
+    update on; a float32 array or a scalar keeps it float32."""
+    net = tiny_encoder(device, size=224)
+    targets = encoder_features(net, random_rgb(5, 224), ("c1", "fc"))
+    upper = fc7_upper_bounds()
+    z0 = draw_latent(upper, np.random.default_rng(6))
+    gen = random_generator(str(device))
+    for bound, dtype in ((upper.astype(np.float64), np.float64), (upper, np.float32), (4.0, np.float32)):
+        _, _, z = icnn_dgn_gd.reconstruct_image(targets, net, gen, initial_gen_feat=z0, iter_n=2,
+                                                feat_upper_bound=bound, disp_every=0,
+                                                return_gen_feat=True)
+        assert z.dtype == dtype
+        assert np.all(z <= np.asarray(bound, np.float64) + 1e-6)

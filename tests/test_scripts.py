@@ -491,7 +491,6 @@ def test_two_ranks_share_a_scripts_jobs(project_root, tmp_path):
 
 # --------------------------------------------------------------------------- dtypes, --help
 
-@pytest.mark.xfail(reason="engines return float64 from the engine branch", strict=False)
 def test_lbfgs_script_saves_float64(project_root, tmp_path):
     """The L-BFGS engines return scipy's float64 ``res.x``; the script saves it as it is."""
     proc = _run("4_reconstruct_shape_image", project_root, "--subjects", "S1", "--labels",

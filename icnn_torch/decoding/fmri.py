@@ -1,7 +1,7 @@
 """The fMRI data of the original: bdpy BData files, one training and one test file per subject.
 
-The original repository's ``data/fmri/README.md`` lists six preprocessed files (figshare
-article 7033577, served at ``https://ndownloader.figshare.com/files/<id>``)::
+The original repository's ``data/fmri/README.md`` lists six preprocessed files (on
+figshare, served at ``https://ndownloader.figshare.com/files/<id>``)::
 
     sub-0N_perceptionNaturalImageTraining_original_VC.h5   (N = 1, 2, 3: S1, S2, S3)
     sub-0N_perceptionNaturalImageTest_original_VC.h5
@@ -27,27 +27,24 @@ the columns flagged ``ROI_<name> = 1``. V4 is ``ROI_hV4`` in the lab's later fil
 (``ROI_V4`` in its earlier ones); both are tried.
 
 No md5 of the six files is published in the original repository, in its README or in the
-lab's other repositories (searched); when the cached figshare file list of article
-7033577 (``data/figshare_article_7033577_files.json``, written by
-``python -m icnn_torch.download``) lists a file, its md5 and size are checked, otherwise
-a downloaded file is only checked to be a readable BData file.
+lab's other repositories (searched), and they are not among the files of the decoded
+features' article 7033577 (whose list ships with this package): a downloaded file is
+checked to be a readable BData file.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .._util import PathLike, is_terminal
-from ..errors import (ChecksumError, ConfigError, DamagedFileError, DownloadError,
-                      IcnnTorchError, MissingDataError)
+from ..errors import ConfigError, DamagedFileError, MissingDataError
 
 if TYPE_CHECKING:  # bdpy is imported when a file is read
     import bdpy
@@ -115,45 +112,20 @@ def _published_key(path: Path) -> Optional[Tuple[str, str]]:
     return None
 
 
-def _known_checksum(name: str, data_dir: Optional[PathLike]) -> Tuple[Optional[str], Optional[int]]:
-    """(md5, size) of ``name`` from the cached figshare file list, when it lists it."""
-    if data_dir is None:
-        return None, None
-    from ..download import load_manifest, manifest_path
-    if not manifest_path(data_dir).is_file():
-        return None, None
-    entry = load_manifest(data_dir).get(name)
-    return (entry.md5, entry.size) if entry is not None else (None, None)
-
-
 def _download_command(paths: Sequence[Path]) -> str:
     """A shell command that fetches the published files among ``paths``."""
-    from ..download import DEFAULT_FIGSHARE_FILES
+    from ..download import remote_url
+    base = remote_url("figshare_files").rstrip("/")
     lines = []
     for path in paths:
         key = _published_key(path)
         if key is not None:
-            lines.append(f"curl -L -o {path} {DEFAULT_FIGSHARE_FILES}/{FMRI_FIGSHARE_IDS[key]}")
+            lines.append(f"curl -L -o {path} {base}/{FMRI_FIGSHARE_IDS[key]}")
     return " && ".join(lines) or "(none: these are not published files)"
 
 
-@contextlib.contextmanager
-def download_errors() -> Iterator[None]:
-    """The download layer's failures as the project's :class:`DownloadError` /
-    :class:`ChecksumError` (which the command-line guard prints as one line)."""
-    from ..download import ChecksumError as FetchChecksumError
-    from ..download import DownloadError as FetchError
-    try:
-        yield
-    except FetchError as err:
-        if isinstance(err, IcnnTorchError):
-            raise
-        cls = ChecksumError if isinstance(err, FetchChecksumError) else DownloadError
-        raise cls(str(err)) from err
-
-
 def ensure_fmri_files(files: Mapping[Tuple[str, str], PathLike], download: str = "ask",
-                      data_dir: Optional[PathLike] = None, progress: bool = True,
+                      progress: bool = True,
                       timeout: float = 60.0) -> List[Path]:
     """Make sure the fMRI files are present; fetch the published ones that are not.
 
@@ -163,8 +135,6 @@ def ensure_fmri_files(files: Mapping[Tuple[str, str], PathLike], download: str =
     download : {"ask", "yes", "no"}
         Missing published files: ask on a terminal (never without one), download, or
         stop with the command that downloads them.
-    data_dir : path, optional
-        Where the cached figshare file list is (for md5 and size checks).
 
     Returns
     -------
@@ -202,11 +172,8 @@ def ensure_fmri_files(files: Mapping[Tuple[str, str], PathLike], download: str =
     fetched = []
     for number, path in enumerate(missing, 1):
         key = _published_key(path)
-        md5, size = _known_checksum(path.name, data_dir)
         sys.stderr.write(f"[{number}/{len(missing)}] {path.name}\n")
-        with download_errors():
-            fetch(f"{base}/{FMRI_FIGSHARE_IDS[key]}", path, md5=md5, size=size,
-                  progress=progress, timeout=timeout)
+        fetch(f"{base}/{FMRI_FIGSHARE_IDS[key]}", path, progress=progress, timeout=timeout)
         try:
             _check_bdata_file(path)
         except DamagedFileError:

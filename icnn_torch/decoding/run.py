@@ -360,11 +360,8 @@ def _build_encoder(run: _Run, device):
         from .. import data, download
         from ..models import load_vgg19
         data_dir, net_dir = run.out(cfg.data_dir), run.out(cfg.net_dir)
-        from .fmri import download_errors
         assume = {"yes": True, "no": False}.get(run.download)
-        with download_errors():
-            download.ensure_files(None, ["vgg19"], data_dir=data_dir, net_dir=net_dir,
-                                  assume_yes=assume)
+        download.ensure_files(["vgg19"], data_dir=data_dir, net_dir=net_dir, assume_yes=assume)
         mean, source = data.load_image_mean(data.image_mean_path(data_dir))
         _say(source)
         encoder = load_vgg19(data.vgg19_weights_path(net_dir), KNOWN_NETWORKS[cfg.network],
@@ -615,8 +612,7 @@ def run_decoding(cfg: DecodeConfig, argv: Optional[Sequence[str]] = None) -> Non
     except ValueError as err:
         raise ConfigError(str(err)) from err
     if run.rank == 0:
-        ensure_fmri_files(run.files, download=run.download, data_dir=run.out(cfg.data_dir),
-                          progress=run.progress)
+        ensure_fmri_files(run.files, download=run.download, progress=run.progress)
     else:
         _wait_for(lambda: all(p.is_file() for p in run.files.values()), "the fMRI files",
                   run.rank)

@@ -29,7 +29,9 @@ class GeneratorRender:
         self.size = tuple(size)
 
     def __call__(self, z: Tensor) -> Tensor:
-        return center_crop(self.generator(z), self.size)
+        # z may be float64 (kept so by float64 bounds, as the original's numpy z); the
+        # generator computes in float32, as Caffe's blobs do
+        return center_crop(self.generator(z.to(torch.float32)), self.size)
 
 
 def initial_pixels(initial_image, batch: int, size: Sequence[int], img_mean: np.ndarray,
@@ -83,12 +85,20 @@ def pixel_bounds(img_mean: np.ndarray, shape: tuple[int, int, int]) -> tuple[np.
 
 
 def expand_bound(bound, batch: int, size: int, device: torch.device, name: str) -> Optional[Tensor]:
-    """A scalar, (size,) or (batch, size) bound as a (batch or 1, size) tensor; None stays None."""
+    """A scalar, (size,) or (batch, size) bound as a (batch or 1, size) tensor; None stays None.
+
+    A scalar becomes float32; an array keeps its float precision (float64 from
+    ``np.loadtxt``), so that clipping the float32 z promotes it as numpy does in the
+    original (a float64 bound array makes z float64).
+    """
     if bound is None:
         return None
-    arr = np.asarray(bound, dtype=np.float32)
+    if np.ndim(bound) == 0:
+        return torch.full((1, size), float(bound), dtype=torch.float32, device=device)
+    arr = np.asarray(bound)
+    arr = arr.astype(np.float64 if arr.dtype == np.float64 else np.float32, copy=False)
     if arr.size == 1:
-        arr = np.full((1, size), float(arr.reshape(-1)[0]), dtype=np.float32)
+        arr = np.full((1, size), arr.reshape(-1)[0], dtype=arr.dtype)
     elif arr.size == size:
         arr = arr.reshape(1, size)
     elif arr.size == batch * size:
