@@ -35,35 +35,18 @@ TIME_GOAL_S = 3.0
 MEMORY_GOAL_RATIO = 1.3
 
 
-def _status_kib(field: str) -> int:
-    """A ``/proc/self/status`` memory field (``VmRSS``, ``VmHWM``) in KiB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status (Linux only)")
-
-
-def _reset_peak() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0); False when not permitted."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def child(operation: str, path: str) -> None:
     """Run one measurement in this (fresh) process and print it as JSON."""
     sys.path.insert(0, str(ROOT))
     import torch  # noqa: F401  (imported before the baseline, as a user would have it)
 
+    from _common import reset_peak, status_kib
+
     from icnn_torch.caffemodel import read_caffemodel
     from icnn_torch.models import load_vgg19
 
-    reset = _reset_peak()
-    rss_before = _status_kib("VmRSS")
+    reset = reset_peak()
+    rss_before = status_kib("VmRSS")
     start = time.perf_counter()
     if operation == "read_caffemodel":
         result = read_caffemodel(path)
@@ -74,7 +57,7 @@ def child(operation: str, path: str) -> None:
     else:
         raise SystemExit(f"unknown operation {operation}")
     seconds = time.perf_counter() - start
-    peak = _status_kib("VmHWM")
+    peak = status_kib("VmHWM")
     print(json.dumps({"seconds": seconds, "extra_kib": peak - rss_before,
                       "peak_reset": reset, "n_values": int(n_values)}))
 
