@@ -4,12 +4,13 @@ Usage::
 
     python benchmarks/bench_bdpy.py [--quick] [--iters 6] [--repeats 5] [--threads N] [--json out.json]
 
-bdpy is installed only for the benchmark, into ``benchmarks/_out/bdpy`` (git-ignored), with
-``pip install --target benchmarks/_out/bdpy --no-deps bdpy==0.26`` when missing; it is never
-a dependency of the package. bdpy's package ``__init__`` imports ``yaml``, ``hdf5storage``
-and ``pandas`` for file and metadata helpers that ``reconstruct`` does not use; when they
-are not installed, empty stand-in modules take their place (any use of them would fail
-loudly, none happens).
+bdpy is a dependency of the package (its BData format, for the decoding); the benchmark
+compares with release 0.26, the installed one when it is that release, otherwise a copy
+installed for the benchmark only into ``benchmarks/_out/bdpy`` (git-ignored) with
+``pip install --target benchmarks/_out/bdpy --no-deps bdpy==0.26``. bdpy's package
+``__init__`` imports ``yaml``, ``hdf5storage`` and ``pandas`` for file and metadata helpers
+that ``reconstruct`` does not use; when they are not installed, empty stand-in modules
+take their place (any use of them would fail loudly, none happens).
 
 Two configurations, each on the same random weights (our VGG19 and DeePSiM generator,
 copied into bdpy's ``VGG19`` and ``AlexNetGenerator``), the same target features (true
@@ -86,12 +87,20 @@ BDPY_LAYER_MAPPING = {name: key.replace("features.", "features[").replace("class
 
 
 def ensure_bdpy(target: Path = BDPY_DIR):
-    """Import bdpy 0.26 from ``target``, installing it there first when missing."""
-    if not (target / "bdpy" / "recon" / "torch" / "icnn.py").exists():
+    """Import bdpy 0.26: the installed one when it is that release, else from ``target``,
+    installing it there first when missing."""
+    from importlib import metadata
+    try:
+        installed = metadata.version("bdpy")
+    except metadata.PackageNotFoundError:
+        installed = None
+    if installed == BDPY_VERSION:
+        target = None
+    elif not (target / "bdpy" / "recon" / "torch" / "icnn.py").exists():
         print(f"installing bdpy=={BDPY_VERSION} into {target} (benchmark only)", file=sys.stderr)
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--target", str(target),
                         "--no-deps", f"bdpy=={BDPY_VERSION}"], check=True)
-    if str(target) not in sys.path:
+    if target is not None and str(target) not in sys.path:
         sys.path.insert(0, str(target))
     stubs = []
     for name in ("yaml", "hdf5storage", "pandas"):  # imported by bdpy/__init__, unused here
@@ -108,7 +117,9 @@ def ensure_bdpy(target: Path = BDPY_DIR):
         for name in stubs:  # bdpy keeps its references; nobody else must see them
             sys.modules.pop(name, None)
     version = getattr(bdpy, "__version__", None)
-    if version is None:
+    if version is None and target is None:
+        version = installed
+    elif version is None:
         dist = list(target.glob("bdpy-*.dist-info"))
         version = dist[0].name.removeprefix("bdpy-").removesuffix(".dist-info") if dist else "?"
     return bdpy_icnn, bdpy_models, version

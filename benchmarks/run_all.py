@@ -11,8 +11,8 @@ is glibc's own malloc, what a library user gets; ``retain`` first calls
 :func:`icnn_torch.perf.retain_freed_memory`, what the figure scripts do on the CPU.
 
 - ``bench_iteration.py``: seconds per iteration / floor per engine and layer set;
-- ``bench_bdpy.py``: icnn_dgn_gd and icnn_gd against bdpy 0.26 on the same work (installs
-  bdpy into ``benchmarks/_out/bdpy`` on first use; not a package dependency); the
+- ``bench_bdpy.py``: icnn_dgn_gd and icnn_gd against bdpy 0.26 on the same work (the installed
+  bdpy when it is 0.26, else a copy in ``benchmarks/_out/bdpy`` installed on first use); the
   allocator mode applies to both contestants;
 - ``bench_memory.py``: peak RSS of one full DGN reconstruction in a fresh process;
 - ``bench_batch.py``: batched icnn_dgn_gd, per-image time (CPU: batch 1, 8; CUDA when
