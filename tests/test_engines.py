@@ -191,6 +191,7 @@ def test_icnn_gd_step_matches_independent_recomputation(device):
         x = np.stack([scipy.ndimage.gaussian_filter(c, sigma) for c in x])
     expected = img_deprocess(x, net.img_mean)
     assert losses.shape == (n,)
+    # float32 losses of a float64-tracked trajectory, two steps: float32 summation order
     np.testing.assert_allclose(losses, expected_losses, rtol=1e-5)
     np.testing.assert_allclose(img, expected, atol=1e-3 * np.abs(expected).max())
 
@@ -360,6 +361,7 @@ def test_icnn_gd_jitter_option_rolls_image_and_momentum_and_undoes_the_roll(devi
         ds = np.roll(delta, (dy, dx), (1, 2))
         xt = torch.tensor(xs[None], dtype=torch.float32, device=device, requires_grad=True)
         loss = objective(xt).sum()
+        # float32 losses of a float64-tracked trajectory: 1e-7 apart measured, 100x margin
         assert float(loss.detach()) == pytest.approx(float(losses[t]), rel=1e-5)
         (g,) = torch.autograd.grad(loss, xt)
         g = g[0].cpu().numpy().astype(np.float64)
@@ -393,6 +395,7 @@ def test_icnn_gd_jitter_default_handles_the_momentum_as_the_original(device):
         ds = np.roll(delta, (dy, dx), (1, 2))
         xt = torch.tensor(xs[None], dtype=torch.float32, device=device, requires_grad=True)
         loss = objective(xt).sum()
+        # float32 losses of a float64-tracked trajectory: 1e-7 apart measured, 100x margin
         assert float(loss.detach()) == pytest.approx(float(losses[t]), rel=1e-5)
         (g,) = torch.autograd.grad(loss, xt)
         g = g[0].cpu().numpy().astype(np.float64)
@@ -495,6 +498,8 @@ def test_icnn_gd_regularisers_enter_the_error_and_shrink_their_norm(reg, device,
         img_reg, loss_reg = icnn_gd.reconstruct_image(
             targets, net, **opts, **common, regulariser_noise=regulariser_noise)
         first_err = parse_lines(capsys.readouterr().out)[0][1][0]
+        # the same start in two float32 forward passes (summation order), and the %g
+        # print of the error (6 significant digits, at most 5e-6)
         assert loss_reg[0] == pytest.approx(feat_loss0, rel=1e-5)
         assert first_err == pytest.approx(feat_loss0 + weight * norm(x0c) / scale, rel=1e-5)
     assert abs(noise_scale / uniform_image_scale(x0c.shape) - 1) < 0.05  # the two scales agree
@@ -602,6 +607,7 @@ def test_gd_progress_lines_every_n(device, capsys):
     lines = parse_lines(capsys.readouterr().out)
     assert [n for n, _ in lines] == [3, 6]
     for n, err in lines:
+        # printed with %g (6 significant digits): at most 5e-6 relative from the rounding
         assert err[0] == pytest.approx(float(losses[n - 1]), rel=1e-5)
     icnn_gd.reconstruct_image(targets, net, iter_n=3, disp_every=0)
     assert capsys.readouterr().out == ""
@@ -616,6 +622,7 @@ def test_batch_progress_lines_list_every_image(device, capsys):
     lines = parse_lines(capsys.readouterr().out)
     assert [n for n, _ in lines] == [1, 2]
     assert losses.shape == (2, 2)
+    # printed with %g (6 significant digits): at most 5e-6 relative from the rounding
     np.testing.assert_allclose([err for _, err in lines], losses.T, rtol=1e-5)
 
 
@@ -643,6 +650,7 @@ def test_dgn_progress_lines(device, capsys):
                                               disp_every=2)
     lines = parse_lines(capsys.readouterr().out)
     assert [n for n, _ in lines] == [2, 4]
+    # printed with %g (6 significant digits): at most 5e-6 relative from the rounding
     assert lines[-1][1][0] == pytest.approx(float(losses[3]), rel=1e-5)
     icnn_dgn_lbfgs.reconstruct_image(targets, net, gen, initial_gen_feat=z0, maxiter=2, disp=True)
     assert [n for n, _ in parse_lines(capsys.readouterr().out)] in ([1], [1, 2])
