@@ -334,59 +334,21 @@ def jitter_shifts(device, iter_n: int, jitter_size: int, seed: int | None) -> li
     return shifts
 
 
-def test_icnn_gd_jitter_option_rolls_image_and_momentum_and_undoes_the_roll(device):
-    # 1. each iteration evaluates the image rolled by up to +-jitter_size px (seeded)
-    shifts = jitter_shifts(device, iter_n=4, jitter_size=8, seed=3)
-    assert len(set(shifts)) > 1
-    assert jitter_shifts(device, iter_n=4, jitter_size=8, seed=3) == shifts
-    assert jitter_shifts(device, iter_n=4, jitter_size=8, seed=4) != shifts
-
-    # 2. with steps, the same seed draws the same rolls; recompute the iterations with
-    #    image and momentum buffer rolled before the step and rolled back after it
+def _check_jittered_gd_against_recomputation(device, shifts, seed: int, image_seeds,
+                                              rolls_momentum: bool, **option) -> None:
+    """Run icnn_gd with jitter (``seed``) and recompute its iterations from the drawn
+    ``shifts`` in float64: image and momentum rolled before the step and rolled back after
+    it; with ``rolls_momentum`` False the gradient stays in the shifted frame (the
+    original's roll back)."""
     net = tiny_encoder(device, size=SIZE)
-    targets = true_targets(net, random_rgb(15))
+    targets = true_targets(net, random_rgb(image_seeds[0]))
     weights = {"c1": 0.3, "c2": 0.5, "fc": 0.2}
-    x0 = random_rgb(16)
-    n = 4
+    x0 = random_rgb(image_seeds[1])
+    n = len(shifts)
     img, losses = icnn_gd.reconstruct_image(
-        targets, net, iter_n=n, image_jitter=True, jitter_size=8, seed=3, image_blur=False,
+        targets, net, iter_n=n, image_jitter=True, jitter_size=8, seed=seed, image_blur=False,
         disp_every=0, initial_image=x0, layer_weight=weights, lr_start=1.5, lr_end=0.5,
-        momentum_start=0.9, momentum_end=0.9, decay_start=0.1, decay_end=0.1,
-        jitter_rolls_momentum=True)
-    objective = l2_objective(net, targets, weights)
-    x = img_preprocess(x0, net.img_mean).astype(np.float64)
-    delta = np.zeros_like(x)
-    for t, (dy, dx) in enumerate(shifts):
-        xs = np.roll(x, (dy, dx), (1, 2))
-        ds = np.roll(delta, (dy, dx), (1, 2))
-        xt = torch.tensor(xs[None], dtype=torch.float32, device=device, requires_grad=True)
-        loss = objective(xt).sum()
-        # float32 losses of a float64-tracked trajectory: 1e-7 apart measured, 100x margin
-        assert float(loss.detach()) == pytest.approx(float(losses[t]), rel=1e-5)
-        (g,) = torch.autograd.grad(loss, xt)
-        g = g[0].cpu().numpy().astype(np.float64)
-        ds = 0.9 * ds + g / np.mean(np.abs(g))
-        xs = xs - lin(1.5, 0.5, n, t) * ds
-        x = (1 - 0.1) * np.roll(xs, (-dy, -dx), (1, 2))
-        delta = np.roll(ds, (-dy, -dx), (1, 2))
-    expected = img_deprocess(x, net.img_mean)
-    np.testing.assert_allclose(img, expected, atol=1e-3 * np.abs(expected).max())
-
-
-def test_icnn_gd_jitter_default_handles_the_momentum_as_the_original(device):
-    """By default the roll back is the original's: the gradient is taken out of the
-    momentum buffer, the buffer rolled back, and the gradient added in again unrolled
-    (so it stays in the frame of the shifted image)."""
-    shifts = jitter_shifts(device, iter_n=4, jitter_size=8, seed=5)
-    net = tiny_encoder(device, size=SIZE)
-    targets = true_targets(net, random_rgb(47))
-    weights = {"c1": 0.3, "c2": 0.5, "fc": 0.2}
-    x0 = random_rgb(48)
-    n = 4
-    img, losses = icnn_gd.reconstruct_image(
-        targets, net, iter_n=n, image_jitter=True, jitter_size=8, seed=5, image_blur=False,
-        disp_every=0, initial_image=x0, layer_weight=weights, lr_start=1.5, lr_end=0.5,
-        momentum_start=0.9, momentum_end=0.9, decay_start=0.1, decay_end=0.1)
+        momentum_start=0.9, momentum_end=0.9, decay_start=0.1, decay_end=0.1, **option)
     objective = l2_objective(net, targets, weights)
     x = img_preprocess(x0, net.img_mean).astype(np.float64)
     delta = np.zeros_like(x)
@@ -403,9 +365,31 @@ def test_icnn_gd_jitter_default_handles_the_momentum_as_the_original(device):
         ds = 0.9 * ds + g
         xs = xs - lin(1.5, 0.5, n, t) * ds
         x = (1 - 0.1) * np.roll(xs, (-dy, -dx), (1, 2))
-        delta = np.roll(ds - g, (-dy, -dx), (1, 2)) + g
+        delta = np.roll(ds, (-dy, -dx), (1, 2)) if rolls_momentum else \
+            np.roll(ds - g, (-dy, -dx), (1, 2)) + g
     expected = img_deprocess(x, net.img_mean)
     np.testing.assert_allclose(img, expected, atol=1e-3 * np.abs(expected).max())
+
+
+def test_icnn_gd_jitter_option_rolls_image_and_momentum_and_undoes_the_roll(device):
+    # 1. each iteration evaluates the image rolled by up to +-jitter_size px (seeded)
+    shifts = jitter_shifts(device, iter_n=4, jitter_size=8, seed=3)
+    assert len(set(shifts)) > 1
+    assert jitter_shifts(device, iter_n=4, jitter_size=8, seed=3) == shifts
+    assert jitter_shifts(device, iter_n=4, jitter_size=8, seed=4) != shifts
+
+    # 2. with steps, the same seed draws the same rolls; recompute the iterations with
+    #    image and momentum buffer rolled before the step and rolled back after it
+    _check_jittered_gd_against_recomputation(device, shifts, 3, (15, 16), rolls_momentum=True,
+                                             jitter_rolls_momentum=True)
+
+
+def test_icnn_gd_jitter_default_handles_the_momentum_as_the_original(device):
+    """By default the roll back is the original's: the gradient is taken out of the
+    momentum buffer, the buffer rolled back, and the gradient added in again unrolled
+    (so it stays in the frame of the shifted image)."""
+    shifts = jitter_shifts(device, iter_n=4, jitter_size=8, seed=5)
+    _check_jittered_gd_against_recomputation(device, shifts, 5, (47, 48), rolls_momentum=False)
 
 
 def test_icnn_gd_draws_the_originals_random_numbers_in_its_order(device):
