@@ -574,6 +574,8 @@ def load_image_mean(path: Optional[PathLike] = None) -> Tuple[np.ndarray, str]:
     """
     path = Path(path) if path is not None else image_mean_path()
     command = download_command([IMAGE_MEAN_FILENAME], data_dir=path.parent)
+    # a present file counts as intact without --verify (the file list records no size)
+    replace = download_command([IMAGE_MEAN_FILENAME], data_dir=path.parent, extra_args="--verify")
     if not path.is_file():
         mean = IMAGENET_MEAN_BGR.copy()
         source = (f"image mean: built-in constants BGR {tuple(float(m) for m in mean)} "
@@ -582,15 +584,14 @@ def load_image_mean(path: Optional[PathLike] = None) -> Tuple[np.ndarray, str]:
     try:
         arr = np.load(str(path), allow_pickle=False)
     except _read_errors() as err:
-        raise _damaged(path, err, download_command([IMAGE_MEAN_FILENAME], data_dir=path.parent,
-                                                   extra_args="--verify")) from err
+        raise _damaged(path, err, replace) from err
     if arr.ndim == 3 and arr.shape[0] == 3:
         mean = arr.mean(axis=(1, 2))
     elif arr.shape == (3,):
         mean = arr
     else:
         raise DamagedFileError(path, f"the image mean is shaped {arr.shape}, expected "
-                               "(3, H, W) or (3,)", command)
+                               "(3, H, W) or (3,)", replace)
     mean = np.asarray(mean, dtype=np.float32)
     return mean, f"image mean: per-channel average of {path} (BGR {tuple(float(m) for m in mean)})"
 

@@ -9,8 +9,9 @@ Command line (``--help`` for the options)::
 ``fc7_bounds``, ``mean``, ``std``. ``--script`` reads what a script needs from the script
 file itself (constants, with the scripts' overrides; its data and net folders).
 ``--dry-run`` prints what would be fetched and needs no network; ``--verify`` checks md5s
-(decoded features: reads them) and replaces damaged files. Sizes are always checked: a
-damaged file does not count as present. A run calls :func:`ensure_plan_files`.
+(decoded features: reads them) and replaces damaged files. Known sizes (the VGG19
+weights; the figshare files once ``--refresh-list`` has cached theirs) are always checked:
+a file of another size does not count as present. A run calls :func:`ensure_plan_files`.
 
 Sources (module constants; an environment variable, read at call time, wins: that is how
 the tests use a local server): ``ICNN_TORCH_FIGSHARE_API`` (https://api.figshare.com/v2),
@@ -515,14 +516,15 @@ def _problem(item: str, data_dir, net_dir, files, expected: Optional[Sequence[Pa
     return ""
 
 
-def _fetch_item(item: str, data_dir, net_dir, pytorch: bool, files, progress: bool,
-                timeout: float) -> None:
+def _fetch_item(item: str, problem: str, data_dir, net_dir, pytorch: bool, files,
+                progress: bool, timeout: float) -> None:
+    """Fetch ``item``, which :func:`_problem` found ``problem`` with ("absent", "damaged: ...")."""
     options = dict(progress=progress, timeout=timeout)
     if item in ("vgg19", "generator") and pytorch:
         entry, rel = (KAMITANI_VGG19, VGG19_PT_RELPATH) if item == "vgg19" else \
             (KAMITANI_GENERATOR, GENERATOR_PT_RELPATH)
-        if item == "vgg19" and _problem(item, data_dir, net_dir, files, None, False):
-            Path(net_dir, VGG19_CAFFEMODEL_RELPATH).unlink(missing_ok=True)  # loaded first
+        if item == "vgg19" and problem != "absent":  # a damaged caffemodel would be loaded first
+            Path(net_dir, VGG19_CAFFEMODEL_RELPATH).unlink(missing_ok=True)
         dest = Path(net_dir, rel)
         fetch(_figshare_url(entry), dest.with_name(entry.name), md5=entry.md5, **options,
               processor=_take_member(dest, lambda n: n.endswith((".pt", ".pth")),
@@ -620,12 +622,13 @@ def ensure_files(names: Sequence[str], *, data_dir: PathLike = DEFAULT_DATA_DIR,
         raise MissingDataError(shown, command(missing), title=title)
     fetched = []
     for number, item in enumerate(missing, 1):
-        # the generator bundle may have brought the fc7 bounds along
-        if fetched and not _problem(item, data_dir, net_dir, files, expected.get(item), verify):
+        # KamitaniLab's generator bundle may have brought the fc7 bounds along
+        if item == "fc7_bounds" and "generator" in fetched and \
+                not _problem(item, data_dir, net_dir, files, None, verify):
             continue
         stderr.write(f"[{number}/{len(missing)}] {item}\n")
         stderr.flush()
-        _fetch_item(item, data_dir, net_dir, pytorch, files, progress, timeout)
+        _fetch_item(item, problems[item], data_dir, net_dir, pytorch, files, progress, timeout)
         fetched.append(item)
     return fetched
 

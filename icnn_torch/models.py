@@ -15,7 +15,10 @@ Weights are loaded from the original ``.caffemodel`` files (read without Caffe, 
 from __future__ import annotations
 
 import os
+import pickle
+import shlex
 import warnings
+from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -26,7 +29,9 @@ from torch import Tensor, nn
 from ._util import atomic_output
 from .caffemodel import CaffeModelError, read_caffemodel
 from .errors import DamagedFileError, MissingDataError
-from .data import IMAGENET_MEAN_BGR
+from .data import (DEFAULT_NET_DIR, GENERATOR_CAFFEMODEL_RELPATH, GENERATOR_PT_RELPATH,
+                   IMAGENET_MEAN_BGR, VGG19_CAFFEMODEL_RELPATH, VGG19_PT_RELPATH,
+                   download_command)
 
 __all__ = [
     "VGG19_LAYERS", "VGG19", "DeePSiMGenerator", "center_crop", "load_vgg19",
@@ -317,16 +322,46 @@ def _cache_path(path: str, tag: str) -> str:
     return f"{path}.{tag}.pt"
 
 
+#: Where the download command puts each weight file (caffemodel and .pt) in a net folder.
+_WEIGHT_RELPATHS = {"vgg19": (VGG19_CAFFEMODEL_RELPATH, VGG19_PT_RELPATH),
+                    "generator": (GENERATOR_CAFFEMODEL_RELPATH, GENERATOR_PT_RELPATH)}
+
+
+class WeightFileError(CaffeModelError, DamagedFileError):
+    """A weight file that cannot be loaded into its net: a :class:`DamagedFileError` (path,
+    reason, the command that replaces it) that is also the reader's ``CaffeModelError``."""
+
+
+def _download_command(path: str, tag: str, damaged: bool = False) -> str:
+    """The command that fetches ``tag`` (``vgg19`` or ``generator``) to ``path``, with
+    ``--net-dir`` when ``path`` is the file of another net folder, ``--pytorch`` for a
+    ``.pt`` file. For a damaged file:
+    ``--verify`` for the VGG19 caffemodel (the download command knows its md5 and replaces
+    it), else delete it first (no md5 of the other weight files is published)."""
+    net_dir = DEFAULT_NET_DIR
+    for rel in _WEIGHT_RELPATHS[tag]:
+        if Path(path).parts[-len(rel.parts):] == rel.parts:
+            net_dir = Path(path).parents[len(rel.parts) - 1]
+    pytorch = "" if path.endswith(".caffemodel") else "--pytorch"  # KamitaniLab's .pt
+    if not damaged:
+        return download_command([tag], net_dir=net_dir, extra_args=pytorch)
+    if tag == "vgg19" and not pytorch:
+        return download_command([tag], net_dir=net_dir, extra_args="--verify")
+    return f"rm {shlex.quote(path)} && " \
+        f"{download_command([tag], net_dir=net_dir, extra_args=pytorch)}"
+
+
 def _load_or_convert(module: nn.Module, path: str, tag: str, cache: bool,
                      aliases: Mapping[str, str] | None) -> None:
     """Load ``module``'s weights from a caffemodel (with a state_dict cache) or a .pt file."""
     if not os.path.exists(path):
-        raise MissingDataError(path, f"python -m icnn_torch.download {tag}")
+        raise MissingDataError(path, _download_command(path, tag))
     try:
         _read_weights(module, path, tag, cache, aliases)
-    except CaffeModelError as err:
-        raise CaffeModelError(f"{err}; replace the file with: "
-                              f"python -m icnn_torch.download --verify {tag}") from err
+    except (CaffeModelError, pickle.UnpicklingError, EOFError, RuntimeError) as err:
+        # torch.load of a cut or foreign .pt raises UnpicklingError, EOFError or RuntimeError
+        reason = " ".join(str(err).split()).removeprefix(f"{path}: ")
+        raise WeightFileError(path, reason, _download_command(path, tag, damaged=True)) from err
     _check_finite(module, path, tag)
 
 
@@ -337,8 +372,7 @@ def _check_finite(module: nn.Module, path: str, tag: str) -> None:
         for kind in ("weight", "bias"):
             if not bool(torch.isfinite(getattr(layer, kind)).all()):
                 raise DamagedFileError(path, f"layer {name!r} has non-finite {kind} values "
-                                       "(NaN or inf)",
-                                       f"python -m icnn_torch.download --verify {tag}")
+                                       "(NaN or inf)", _download_command(path, tag, damaged=True))
 
 
 def _read_weights(module: nn.Module, path: str, tag: str, cache: bool,

@@ -430,14 +430,7 @@ def _resolve_options(options: Mapping[str, Any], net, data_dir: Path) -> dict:
         from .models import GENERATOR_INPUT_SIZE
         out["initial_gen_feat"] = np.zeros(GENERATOR_INPUT_SIZE, dtype=np.float32)
     if symbolic("feat_upper_bound"):  # "fc7_3x": data/act_range/3x/fc7.txt
-        path = data.fc7_bounds_path(data_dir)
-        try:
-            out["feat_upper_bound"] = data.load_fc7_upper_bound(path)
-        except (ValueError, OSError) as err:
-            if isinstance(err, IcnnTorchError):
-                raise
-            raise DamagedFileError(path, str(err), _replace_command(
-                path, "fc7_bounds", data_dir=data_dir)) from err
+        out["feat_upper_bound"] = data.load_fc7_upper_bound(data.fc7_bounds_path(data_dir))
     return out
 
 
@@ -508,27 +501,12 @@ class _FeatureReader:
 
 def _load_std(data, data_dir: Path, plan: RunPlan) -> dict:
     path = data.feat_std_path(data_dir, plan.network)
-    command = _replace_command(path, path.name, data_dir=data_dir)
-    try:
-        feat_std0 = data.load_feat_std(path)
-    except IcnnTorchError:
-        raise
-    except (OSError, ValueError, KeyError) as err:
-        raise DamagedFileError(path, str(err), command) from err
+    feat_std0 = data.load_feat_std(path)  # MissingDataError / DamagedFileError name the fix
     absent = [l for l in plan.all_layers if l not in feat_std0]
     if absent:
-        raise DamagedFileError(path, f"no std of layer(s) {', '.join(absent)}", command)
+        raise DamagedFileError(path, f"no std of layer(s) {', '.join(absent)}",
+                               _replace_command(path, path.name, data_dir=data_dir))
     return feat_std0
-
-
-def _load_weights(loader, path: Path, item: str, net_dir: Path, **kwargs):
-    """A network from its weight file; a file that is not one becomes DamagedFileError
-    (with the command that downloads ``item`` again once it is deleted)."""
-    from .caffemodel import CaffeModelError
-    try:
-        return loader(path, **kwargs)
-    except CaffeModelError as err:
-        raise DamagedFileError(path, str(err), _replace_command(path, item, net_dir=net_dir)) from err
 
 
 def _batches(jobs: Sequence, size: int) -> list[list]:
@@ -593,21 +571,17 @@ def _load_inputs(cfg: ScriptConfig, plan: RunPlan, info: EngineInfo, settings: R
     if device.type == "cpu":
         perf.retain_freed_memory()  # no page faults per iteration (see icnn_torch.perf)
     mean_path = data.image_mean_path(data_dir)
-    try:
-        img_mean, mean_source = data.load_image_mean(mean_path)
-    except (ValueError, OSError, EOFError) as err:
-        raise DamagedFileError(mean_path, str(err), _replace_command(
-            mean_path, mean_path.name, data_dir=data_dir)) from err
+    img_mean, mean_source = data.load_image_mean(mean_path)  # DamagedFileError names the fix
     print(mean_source, flush=True)
-    net = _load_weights(load_vgg19, data.vgg19_weights_path(net_dir), "vgg19", net_dir,
-                        variant="leaky" if plan.network == "VGG19_leaky" else "relu",
-                        device=device, img_mean=img_mean)
+    net = load_vgg19(data.vgg19_weights_path(net_dir),  # a damaged file: DamagedFileError
+                     variant="leaky" if plan.network == "VGG19_leaky" else "relu",
+                     device=device, img_mean=img_mean)
     unknown = [l for l in plan.all_layers if l not in net.layer_names]
     if unknown:
         raise ConfigError(f"{plan.network} has no layer(s) {', '.join(unknown)}; its layers "
                           f"are {', '.join(net.layer_names)}")
-    net_gen = _load_weights(load_generator, data.generator_weights_path(net_dir), "generator",
-                            net_dir, device=device) if info.uses_generator else None
+    net_gen = load_generator(data.generator_weights_path(net_dir), device=device) \
+        if info.uses_generator else None
     reader = _FeatureReader(plan, features_dir, published, script_arg,
                             probe_feature_shapes(net, plan.all_layers, device),
                             _load_std(data, data_dir, plan))

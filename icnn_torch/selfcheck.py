@@ -109,8 +109,7 @@ from ._util import PathLike, atomic_output, is_terminal
 from .data import (DEFAULT_DATA_DIR, DEFAULT_NET_DIR, download_command,
                    generator_weights_path, image_mean_path, vgg19_weights_path)
 from .engines import EngineInfo, engine_info
-from .errors import (ChecksumError, ConfigError, DamagedFileError, DownloadError,
-                     IcnnTorchError, MissingDataError, run_cli)
+from .errors import (ConfigError, DamagedFileError, MissingDataError, run_cli)
 
 __all__ = ["PINNED_COMMIT", "REFERENCE_MD5", "ORIG_IMG_PATH", "Case", "CASES", "Criteria",
            "CRITERIA", "Reference", "CaseResult", "reference_url", "reference_folder",
@@ -386,17 +385,8 @@ def fetch_references(cases: Iterable[Case], data_dir: PathLike = DEFAULT_DATA_DI
     folder = reference_folder(data_dir, commit)
     paths = [ORIG_IMG_PATH] + [p for case in cases for p in case.files]
     for path in paths:
-        url = reference_url(path, commit)
-        try:
-            download.fetch(url, folder / path, md5=md5[path], progress=progress,
-                           label=f"icnn {path}")
-        except IcnnTorchError:
-            raise
-        except download.ChecksumError as err:  # the download layer's own classes
-            raise ChecksumError(str(err)) from err
-        except download.DownloadError as err:
-            raise DownloadError(f"{err} (the reference files of the self-check come from "
-                                f"{url.rsplit('/' + commit, 1)[0]})") from err
+        download.fetch(reference_url(path, commit), folder / path, md5=md5[path],
+                       progress=progress, label=f"icnn {path}")
     return folder
 
 
@@ -862,18 +852,6 @@ def _device(name: str):
     return device
 
 
-def _load(loader, path: Path, item: str, args, **kwargs):
-    """``loader(path, **kwargs)``; an unreadable weight file becomes a DamagedFileError
-    naming the command that downloads it again."""
-    from .caffemodel import CaffeModelError
-
-    try:
-        return loader(path, **kwargs)
-    except (CaffeModelError, pickle.UnpicklingError, EOFError, RuntimeError) as err:
-        raise DamagedFileError(path, f"cannot be loaded ({' '.join(str(err).split())[:300]})",
-                               download_command([item], args.data_dir, args.net_dir)) from err
-
-
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m icnn_torch.selfcheck",
@@ -936,9 +914,8 @@ def main(argv: Optional[Sequence[str]] = None, out: Optional[TextIO] = None) -> 
     print(mean_source, file=out)
     print(f"weights: {vgg19_path}" + (f", {generator_path}" if generator_path else "") +
           f"; device: {device}", file=out, flush=True)
-    net = _load(load_vgg19, vgg19_path, "vgg19", args, device=device, img_mean=mean)
-    net_gen = _load(load_generator, generator_path, "generator", args, device=device) \
-        if generator_path else None
+    net = load_vgg19(vgg19_path, device=device, img_mean=mean)  # damaged: DamagedFileError
+    net_gen = load_generator(generator_path, device=device) if generator_path else None
     display = "original" if args.verbose else \
         ("ours" if progress and is_terminal() else "quiet")
     results = run_selfcheck(cases, net, net_gen, folder, device, out=out,
