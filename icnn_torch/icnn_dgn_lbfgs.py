@@ -12,7 +12,6 @@ import torch
 from .recon.lbfgs import run_lbfgs
 from .recon.param import GeneratorRender, caffe_to_rgb, initial_latent, latent_bounds
 from .recon.problem import problem
-from .recon.progress import display_period
 from .recon.snapshots import Snapshots
 from .utils import normalise_img
 
@@ -71,7 +70,7 @@ def reconstruct_image(features, net, net_gen, layer_weight=None, channel=None, m
     images, feats, losses = [], [], []
     for b in range(s.batch):
         one = snaps.only(b)
-        reporter = s.reporter(maxiter, display_period(disp), "icnn_dgn_lbfgs", batch=1)
+        reporter = s.reporter(maxiter, disp, "icnn_dgn_lbfgs", batch=1)  # True: every iteration
         try:
             res = run_lbfgs(start[b], (1, size), render, s.objective.select(b), net,
                             lower, upper, maxiter, s.device, reporter=reporter,

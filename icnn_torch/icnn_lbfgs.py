@@ -12,7 +12,6 @@ import numpy as np
 from .recon.lbfgs import run_lbfgs
 from .recon.param import caffe_to_rgb, initial_pixels, pixel_bounds
 from .recon.problem import problem
-from .recon.progress import display_period
 from .recon.snapshots import Snapshots
 from .utils import normalise_img
 
@@ -69,7 +68,7 @@ def reconstruct_image(features, net, layer_weight=None, channel=None, mask=None,
     for b in range(s.batch):
         one = snaps.only(b)
         one.initial_image(rgb0[b:b + 1], "initial_img.png")
-        reporter = s.reporter(maxiter, display_period(disp), "icnn_lbfgs", batch=1)
+        reporter = s.reporter(maxiter, disp, "icnn_lbfgs", batch=1)  # True: every iteration
         try:
             res = run_lbfgs(x0[b].cpu().numpy(), shape, lambda v: v, s.objective.select(b), net,
                             lower, upper, maxiter, s.device, reporter=reporter,

@@ -103,7 +103,7 @@ def run_momentum_gd(v0: Tensor, render: Callable[[Tensor], Tensor], objective: F
             image = image.detach()
             loss = loss.detach()
             if grad_normalize:
-                grad = normalise_per_image(grad)[0]
+                grad = normalise_per_image(grad)
             delta = delta * momentum(t) + grad
             err = loss
             for hook in hooks:

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-__all__ = ["LOSS_TYPES", "layer_loss", "weighted_l2"]
+__all__ = ["LOSS_TYPES", "weighted_l2"]
 
 
 # ``m`` is a float mask broadcastable to the features, or None for "every unit": skipping
@@ -96,12 +96,3 @@ LOSS_TYPES: dict[str, Callable[[Tensor, Tensor, Tensor | None], Tensor]] = {
     "l2": _l2, "l1": _l1, "inner": _inner, "gram": _gram,
 }
 
-
-def layer_loss(loss_type: str, feat: Tensor, target: Tensor, mask: Tensor | None) -> Tensor:
-    """Per-image loss (N,) of one layer; ``feat``/``target`` (N, ...), ``mask`` broadcastable
-    (None: all units)."""
-    try:
-        fn = LOSS_TYPES[loss_type]
-    except KeyError:
-        raise ValueError(f"unknown loss_type {loss_type!r}; choose from {sorted(LOSS_TYPES)}") from None
-    return fn(feat, target, mask)

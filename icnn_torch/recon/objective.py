@@ -59,10 +59,6 @@ class FeatureLoss:
         if self.loss_type not in LOSS_TYPES:
             raise ValueError(f"unknown loss_type {self.loss_type!r}; choose from {sorted(LOSS_TYPES)}")
 
-    @property
-    def deepest(self) -> str:
-        return self.layers[-1]
-
     def __call__(self, feats: Mapping[str, Tensor]) -> Tensor:
         """Per-image total loss, shape (B,), float64.
 

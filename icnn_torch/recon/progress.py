@@ -39,13 +39,7 @@ from torch import Tensor
 from .._util import is_terminal
 from ..errors import NonFiniteError
 
-__all__ = ["Reporter", "display_period", "non_finite_message"]
-
-
-def display_period(disp) -> int | None:
-    """The reporter's ``disp_every`` for the L-BFGS engines' ``disp``: True -> every
-    iteration, False -> silent, None -> automatic, an int -> every N iterations."""
-    return None if disp is None else int(disp)
+__all__ = ["Reporter", "non_finite_message"]
 
 
 def non_finite_message(what: str, value, where: str) -> str:

@@ -46,15 +46,11 @@ class Schedule:
         return self.start + t * (self.end - self.start) / self.n
 
 
-def normalise_per_image(g: Tensor) -> tuple[Tensor, Tensor]:
-    """Divide each image's gradient by its mean absolute value (left as is when 0).
-
-    Returns the normalised gradient and the (B,) scales, whose finiteness tells whether the
-    gradient was finite.
-    """
+def normalise_per_image(g: Tensor) -> Tensor:
+    """Divide each image's gradient by its mean absolute value (left as is when 0)."""
     scale = g.abs().flatten(1).mean(1)
     safe = torch.where(scale > 0, scale, torch.ones_like(scale))
-    return g / safe.view(-1, *([1] * (g.dim() - 1))), scale
+    return g / safe.view(-1, *([1] * (g.dim() - 1)))
 
 
 class StepHook:
@@ -144,7 +140,7 @@ class _Regulariser(StepHook):
     def _weighted(self, t: int, loss: Tensor, grad: Tensor) -> tuple[Tensor, Tensor]:
         loss, grad = loss / self.scale, grad / self.scale
         if self.grad_normalize:
-            grad = normalise_per_image(grad)[0]
+            grad = normalise_per_image(grad)
         lamda = self.weight(t)
         return lamda * loss, lamda * grad
 
