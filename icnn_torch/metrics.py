@@ -27,7 +27,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Optional, Sequence, Union
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
 
 if TYPE_CHECKING:
     import torch
@@ -109,6 +108,8 @@ def ssim(recon: np.ndarray, stimulus: np.ndarray, data_range: float = 255.0,
     if min(grey_a.shape) < 2 * radius + 1:
         raise ValueError(f"images of shape {grey_a.shape} are smaller than the "
                          f"{2 * radius + 1}x{2 * radius + 1} SSIM window")
+
+    from scipy.ndimage import gaussian_filter  # here: --help of evaluate/figure stays fast
 
     def local_mean(x: np.ndarray) -> np.ndarray:
         return gaussian_filter(x, sigma=sigma, truncate=truncate, mode="reflect")
