@@ -18,6 +18,7 @@ Two kinds of tests:
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import pickle
@@ -299,7 +300,7 @@ def test_plumbing_own_results_pass_and_a_perturbed_reference_fails(plumbing_tree
     import io
 
     root, _ = plumbing_tree
-    net, gen = (m.to(device) for m in small_nets)
+    net, gen = (copy.deepcopy(m).to(device) for m in small_nets)  # the fixture stays on the CPU
     out = io.StringIO()
     results = selfcheck.run_selfcheck(selfcheck.CASES, net, gen, root, device=device, out=out,
                                       snapshots=tmp_path / "snaps")
