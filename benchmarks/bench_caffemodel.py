@@ -8,7 +8,7 @@ Writes a random-weight VGG19 caffemodel in the 2014 file's format (V1, legacy 4-
 shapes; 144 M float32 parameters, about 575 MB) to a temporary folder, then measures, each
 in a fresh Python process so that nothing is shared between runs:
 
-- ``read_caffemodel``: :func:`icnn_torch.caffemodel.read_caffemodel` of every layer;
+- ``read_caffemodel``: :func:`icnn_torch.nets.caffemodel.read_caffemodel` of every layer;
 - ``load_vgg19``: :func:`icnn_torch.models.load_vgg19` on the CPU with the converted-weight
   cache disabled (``cache=False``), i.e. read + convert into a ready torch module.
 
@@ -42,7 +42,7 @@ def child(operation: str, path: str) -> None:
 
     from _common import reset_peak, status_kib
 
-    from icnn_torch.caffemodel import read_caffemodel
+    from icnn_torch.nets.caffemodel import read_caffemodel
     from icnn_torch.models import load_vgg19
 
     reset = reset_peak()

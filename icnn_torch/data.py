@@ -49,6 +49,7 @@ import numpy as np
 
 from ._util import PathLike
 from .errors import ConfigError, DamagedFileError, MissingDataError
+from .nets.tables import FC7_UNITS, IMAGENET_MEAN_BGR
 
 if TYPE_CHECKING:
     from .config import RunPlan
@@ -74,11 +75,6 @@ VGG19_PT_RELPATH = Path("VGG_ILSVRC_19_layers", "VGG_ILSVRC_19_layers.pt")
 GENERATOR_CAFFEMODEL_RELPATH = Path("generator_for_inverting_fc7", "generator.caffemodel")
 GENERATOR_PT_RELPATH = Path("generator_for_inverting_fc7", "generator.pt")
 
-#: Per-channel mean of ``ilsvrc_2012_mean.npy`` (B, G, R, 0..255 scale): the default input
-#: convention of the nets, and what the scripts use when the file is absent.
-IMAGENET_MEAN_BGR = np.array([104.00698793, 116.66876762, 122.67891434], dtype=np.float32)
-
-FC7_UNITS = 4096
 
 #: The figshare article of the published data, and the file list shipped with the package.
 ARTICLE_ID = 7033577

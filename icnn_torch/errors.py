@@ -20,7 +20,7 @@ import traceback
 from typing import Callable, Optional, Sequence, Union
 
 __all__ = ["IcnnTorchError", "MissingDataError", "DamagedFileError", "DownloadError",
-           "ChecksumError", "ConfigError", "NonFiniteError", "OutputError", "run_cli",
+           "ChecksumError", "ConfigError", "DeviceError", "NonFiniteError", "OutputError", "run_cli",
            "debug_requested", "DEBUG_ENV"]
 
 #: Environment variable that makes :func:`run_cli` print tracebacks (1/yes/true).
@@ -108,6 +108,10 @@ class ChecksumError(DownloadError):
 class ConfigError(IcnnTorchError, ValueError):
     """A script constant or a command-line value that cannot be used (the message lists the
     valid values)."""
+
+
+class DeviceError(ConfigError):
+    """A device that is not a device, or CUDA on a machine without it."""
 
 
 class NonFiniteError(IcnnTorchError, FloatingPointError):

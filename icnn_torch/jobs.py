@@ -29,13 +29,9 @@ import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Mapping, Optional, Sequence, TypeVar
+from typing import Iterable, Mapping, Optional, Sequence, TypeVar
 
-if TYPE_CHECKING:  # torch is imported lazily so that splitting jobs stays cheap
-    import torch
-
-__all__ = ["Job", "make_jobs", "rank_info", "split_jobs",
-           "device_for_rank"]
+__all__ = ["Job", "make_jobs", "rank_info", "split_jobs"]
 
 T = TypeVar("T")
 
@@ -161,7 +157,7 @@ def rank_info(environ: Optional[Mapping[str, str]] = None) -> tuple[int, int, in
         Number of processes sharing the jobs.
     local_rank : int
         Process index on its machine (``LOCAL_RANK``; 0 when unset), for
-        :func:`device_for_rank`.
+        :func:`icnn_torch.nets.device.device_for_rank`.
 
     Raises
     ------
@@ -203,21 +199,3 @@ def split_jobs(jobs: Iterable[T], rank: int, world_size: int) -> list[T]:
         raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, "
                          f"world_size={world_size}")
     return list(jobs)[rank::world_size]
-
-
-def device_for_rank(local_rank: int) -> "torch.device":
-    """The device a process should use: ``cuda:<local_rank mod #GPUs>``, else CPU.
-
-    Under ``torchrun --nproc_per_node=N`` each process gets its own GPU when the node
-    has N of them; a SLURM array task normally sees only the GPU(s) SLURM gave it
-    (``CUDA_VISIBLE_DEVICES``), so its ``local_rank`` 0 picks that GPU.
-    """
-    import torch
-
-    if local_rank < 0:
-        raise ValueError(f"local_rank must be >= 0, got {local_rank}")
-    if torch.cuda.is_available():
-        count = torch.cuda.device_count()
-        if count > 0:
-            return torch.device("cuda", local_rank % count)
-    return torch.device("cpu")

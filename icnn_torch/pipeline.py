@@ -427,7 +427,7 @@ def _resolve_options(options: Mapping[str, Any], net, data_dir: Path) -> dict:
         out["initial_image"] = np.broadcast_to(
             np.asarray(net.img_mean, np.float32)[::-1], (h, w, 3)).copy()
     if symbolic("initial_gen_feat"):  # "zeros"
-        from .models import GENERATOR_INPUT_SIZE
+        from .nets.tables import GENERATOR_INPUT_SIZE
         out["initial_gen_feat"] = np.zeros(GENERATOR_INPUT_SIZE, dtype=np.float32)
     if symbolic("feat_upper_bound"):  # "fc7_3x": data/act_range/3x/fc7.txt
         out["feat_upper_bound"] = data.load_fc7_upper_bound(data.fc7_bounds_path(data_dir))
@@ -520,22 +520,6 @@ def _batches(jobs: Sequence, size: int) -> list[list]:
     return [group[i:i + size] for group in by_set.values() for i in range(0, len(group), size)]
 
 
-def _device(name: Optional[str], local_rank: int):
-    import torch
-
-    from .jobs import device_for_rank
-    if not name:
-        return device_for_rank(local_rank)
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError) as err:
-        raise ConfigError(f"unknown device {name!r} (cpu, cuda, cuda:1 ...): {err}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r}: CUDA is not available on this machine; "
-                          "use --device cpu (or device = None in the script)")
-    return device
-
-
 @dataclass
 class _Inputs:
     """What the reconstructions of a run share, loaded once."""
@@ -564,9 +548,10 @@ def _load_inputs(cfg: ScriptConfig, plan: RunPlan, info: EngineInfo, settings: R
                                assume_yes=settings.assume_yes, progress=not settings.quiet)
 
     from . import perf
-    from .models import load_generator, load_vgg19
+    from .nets.weights import load_generator, load_vgg19
     from .recon.objective import probe_feature_shapes
-    device = _device(settings.device, local_rank)
+    from .nets.device import choose_device
+    device = choose_device(settings.device, local_rank)
     print(f"device: {device}", flush=True)
     if device.type == "cpu":
         perf.retain_freed_memory()  # no page faults per iteration (see icnn_torch.perf)

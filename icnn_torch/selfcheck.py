@@ -527,7 +527,7 @@ def target_features(net, image_path: PathLike, device=None) -> dict[str, np.ndar
     """
     from PIL import Image
 
-    from .features import net_device
+    from .nets.extractor import net_device
     from .perf import full_float32
     from .utils import get_cnn_features
 
@@ -759,7 +759,7 @@ def run_case(case: Case, net, net_gen, features: Mapping[str, np.ndarray],
         result = compare(case, img, losses, reference, seconds)
         result.notes.extend(notes)
         if spread:
-            from .features import net_device
+            from .nets.extractor import net_device
             with other_convolutions(net_device(net) if device is None else device):
                 img2, losses2, seconds2, _ = _run_engine(case, net, net_gen, features, reference,
                                                          device, scratch(), display)
@@ -839,19 +839,6 @@ def _weights(cases: Sequence[Case], args) -> tuple[Path, Optional[Path]]:
     return vgg19, generator
 
 
-def _device(name: str):
-    """``--device`` as a torch.device; a ConfigError for an unknown or absent device."""
-    import torch
-
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError) as err:
-        raise ConfigError(f"--device {name!r}: {err}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name}: no CUDA device here; use --device cpu")
-    return device
-
-
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m icnn_torch.selfcheck",
@@ -904,9 +891,10 @@ def main(argv: Optional[Sequence[str]] = None, out: Optional[TextIO] = None) -> 
     cases = select_cases(args.cases)
     vgg19_path, generator_path = _weights(cases, args)
     from .data import load_image_mean
-    from .models import default_device, load_generator, load_vgg19
+    from .nets.device import choose_device
+    from .nets.weights import load_generator, load_vgg19
 
-    device = _device(args.device) if args.device else default_device()
+    device = choose_device(args.device)
     progress = not args.no_progress
     folder = fetch_references(cases, args.data_dir, progress=progress)
     mean, mean_source = load_image_mean(args.mean if args.mean else

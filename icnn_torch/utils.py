@@ -13,8 +13,8 @@ import numpy as np
 import scipy.ndimage
 import torch
 
-from .data import IMAGENET_MEAN_BGR
-from .features import net_device
+from .nets.tables import IMAGENET_MEAN_BGR
+from .nets.extractor import net_device
 
 __all__ = [
     "IMAGENET_MEAN_BGR", "img_preprocess", "img_deprocess", "normalise_img",

@@ -2,7 +2,7 @@
 
 A test helper (not a test module). It holds a deliberately small, independent protobuf
 *encoder* (varints, length-delimited fields, packed floats), so that the reader in
-:mod:`icnn_torch.caffemodel` is checked against code that shares nothing with it, and
+:mod:`icnn_torch.nets.caffemodel` is checked against code that shares nothing with it, and
 the prototxt texts of the three nets of the original demo, built from the facts in
 ``SPEC.md`` section 2 (not copied from the original files).
 

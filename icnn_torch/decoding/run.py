@@ -347,9 +347,8 @@ def _label_map(run: _Run, test_stimuli: Sequence[str]) -> Dict[str, str]:
 
 
 def _device(run: _Run):
-    import torch
-    from ..jobs import device_for_rank
-    return torch.device(run.device_name) if run.device_name else device_for_rank(run.local_rank)
+    from ..nets.device import choose_device
+    return choose_device(run.device_name, run.local_rank)
 
 
 def _build_encoder(run: _Run, device):
@@ -358,7 +357,7 @@ def _build_encoder(run: _Run, device):
         encoder = cfg.encoder(device)
     else:
         from .. import data, download
-        from ..models import load_vgg19
+        from ..nets.weights import load_vgg19
         data_dir, net_dir = run.out(cfg.data_dir), run.out(cfg.net_dir)
         assume = {"yes": True, "no": False}.get(run.download)
         download.ensure_files(["vgg19"], data_dir=data_dir, net_dir=net_dir, assume_yes=assume)

@@ -316,7 +316,7 @@ def compute_features(encoder, network: str, images: Sequence[PathLike], labels: 
     import torch
     from tqdm import tqdm
 
-    from ..features import net_device
+    from ..nets.extractor import net_device
     path = Path(path)
     labels = list(labels)
     images = [Path(p) for p in images]

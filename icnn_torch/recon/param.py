@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..models import center_crop
+from ..nets.generator import center_crop
 
 __all__ = ["GeneratorRender", "initial_pixels", "initial_latent", "pixel_bounds",
            "expand_bound", "latent_bounds", "caffe_to_rgb"]

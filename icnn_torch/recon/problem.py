@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..features import net_device
+from ..nets.extractor import net_device
 from .objective import FeatureLoss, build_feature_loss
 from .progress import Reporter
 

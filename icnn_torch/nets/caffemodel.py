@@ -23,7 +23,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from .errors import IcnnTorchError
+from ..errors import IcnnTorchError
 
 __all__ = ["CaffeModelError", "CaffeLayer", "read_caffemodel", "V1_LAYER_TYPES"]
 
