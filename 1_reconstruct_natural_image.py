@@ -8,14 +8,20 @@ command-line overrides (quick checks, cluster runs).
 Results: ./results/1_reconstruct_natural_image/<subject>/<roi>/recon_img-<label>.mat, recon_img_normalized-<label>.jpg
 """
 
-from icnn_torch.pipeline import main
+from icnn_torch.run.reconstruct import main
 
 # The paper's figure these constants reproduce: its number and title.
 figure_title = 'Fig 2. Seen natural image reconstructions'
 
+# Where the weights and data are (downloaded there when missing), relative to this
+# script's folder or absolute: a copy of this script in another folder points these at the
+# project's folders.
+data_dir = './data'
+net_dir = './net'
+
 # Decoded features: the published ones (figshare article 7033577), or a tree decoded
 # from fMRI in the same layout (<dir>/<image_type>/<network>/<layer>/<subject>/<roi>/).
-decoded_features_dir = './data/decodedfeatures'
+decoded_features_dir = data_dir + '/decodedfeatures'
 
 # Subjects, ROIs and images of the figure (in the original's order).
 subjects_list = ['S1', 'S2', 'S3']
@@ -44,6 +50,8 @@ opts = {
     'feat_lower_bound': 0.,          # generator input bounds: 0 ...
     'feat_upper_bound': 'fc7_3x',    # ... data/act_range/3x/fc7.txt (3 SD of fc7)
     'initial_gen_feat': 'zeros',     # start from the zero vector
+    'input_layer_gen': 'feat',       # the generator's input and output blobs, as the
+    'output_layer_gen': 'generated', # original names them (the module's own here)
 }
 
 # Where results go, and how the script behaves.

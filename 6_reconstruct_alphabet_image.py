@@ -8,14 +8,20 @@ command-line overrides (quick checks, cluster runs).
 Results: ./results/6_reconstruct_alphabet_image/<subject>/<roi>/recon_img-<label>.mat, recon_img_normalized-<label>.jpg
 """
 
-from icnn_torch.pipeline import main
+from icnn_torch.run.reconstruct import main
 
 # The paper's figure these constants reproduce: its number and title.
 figure_title = 'Fig 6B. Artificial shape reconstructions (alphabetical letters)'
 
+# Where the weights and data are (downloaded there when missing), relative to this
+# script's folder or absolute: a copy of this script in another folder points these at the
+# project's folders.
+data_dir = './data'
+net_dir = './net'
+
 # Decoded features: the published ones (figshare article 7033577), or a tree decoded
 # from fMRI in the same layout (<dir>/<image_type>/<network>/<layer>/<subject>/<roi>/).
-decoded_features_dir = './data/decodedfeatures'
+decoded_features_dir = data_dir + '/decodedfeatures'
 
 # Subjects, ROIs and images of the figure (in the original's order).
 subjects_list = ['S1', 'S2', 'S3']

@@ -8,8 +8,8 @@ Usage::
         [--per-image] [--debug]
 
 The script folders, their image types and their label order come from each folder's run
-record (:mod:`icnn_torch.results`), so a copy of a script under any name is scored too.
-Metrics (:mod:`icnn_torch.metrics`), per reconstruction
+record (:mod:`icnn_torch.store.record`), so a copy of a script under any name is scored too.
+Metrics (:mod:`icnn_torch.analysis.metrics`), per reconstruction
 (``results/<script>/[<layer set>/]<subject>/<roi>/recon_img-<label>.mat``) whose
 stimulus image is found:
 
@@ -24,7 +24,7 @@ stimulus image is found:
 ``pixcorr``
     Pearson correlation of the flattened RGB reconstruction and stimulus.
 ``ssim``
-    Mean structural similarity of the greyscale images (:func:`icnn_torch.metrics.ssim`).
+    Mean structural similarity of the greyscale images (:func:`icnn_torch.analysis.metrics.ssim`).
 ``ident_<layer>``
     Pairwise identification by correlation of VGG19 features (pre-ReLU, the network
     of the reconstructions) at ``<layer>``; default layers ``conv3_4`` (middle of the 16
@@ -59,27 +59,25 @@ the command line are comma-separated, as the figure scripts take them.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import csv
-import io
-import math
-import re
 import sys
 import warnings
 from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from icnn_torch._util import PathLike, atomic_output
-from icnn_torch.data import DEFAULT_NET_DIR, VGG19_CAFFEMODEL_RELPATH, download_command
-from icnn_torch.errors import (ConfigError, DamagedFileError, MissingDataError, OutputError,
-                               run_cli)
-from icnn_torch.metrics import (DEFAULT_FEATURE_LAYERS, cnn_features, pairwise_identification,
+from icnn_torch._util import PathLike
+from icnn_torch.errors import ConfigError, DamagedFileError, MissingDataError
+from icnn_torch.analysis.metrics import (DEFAULT_FEATURE_LAYERS, cnn_features, pairwise_identification,
                                 pixcorr, ssim)
-from icnn_torch.results import (RECON_FORMS, Reconstruction, find_reconstructions,
-                                load_reconstruction)
+from icnn_torch.analysis.stimuli import (STIMULUS_EXTENSIONS, StimulusMapping, find_stimulus,
+                                       load_stimulus, read_stimulus_mapping, stimulus_patterns)
+from icnn_torch.analysis.tables import format_value, write_csv
+from icnn_torch.run.cli import comma_list, run_cli, warnings_to_stderr
+from icnn_torch.store.layout import DEFAULT_NET_DIR, VGG19_CAFFEMODEL_RELPATH, vgg19_weights_path
+from icnn_torch.store.results import (RECON_FORMS, Reconstruction, find_reconstructions,
+                                      load_reconstruction)
 
 if TYPE_CHECKING:
     import torch
@@ -91,10 +89,6 @@ __all__ = [
     "main",
 ]
 
-#: File extensions tried for a stimulus image, in this order (matched case-insensitively).
-STIMULUS_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".JPEG", ".tif", ".tiff",
-                                        ".bmp", ".gif", ".webp")
-
 #: Where the scripts read the VGG19 weights (relative to the project root).
 DEFAULT_VGG19_PATH = Path(DEFAULT_NET_DIR) / VGG19_CAFFEMODEL_RELPATH
 
@@ -105,145 +99,15 @@ BASE_COLUMNS = ("script", "layer_set", "subject", "roi", "label", "n_images",
 
 # --------------------------------------------------------------------------- stimuli
 
-#: ``(image_type or None, label) -> stimulus file`` (see :func:`read_stimulus_mapping`).
-StimulusMapping = Mapping[tuple[Optional[str], str], Path]
-
-
-def read_stimulus_mapping(csv_path: PathLike, stimuli_dir: Optional[PathLike] = None
-                          ) -> dict[tuple[Optional[str], str], Path]:
-    """Read a label -> stimulus file mapping.
-
-    Parameters
-    ----------
-    csv_path : path
-        Rows ``label,filename`` or ``image_type,label,filename``. Blank rows, rows
-        starting with ``#`` and a header row (first cell ``label`` or ``image_type``)
-        are skipped.
-    stimuli_dir : path, optional
-        Folder relative file names are resolved against (default: the CSV's folder).
-
-    Returns
-    -------
-    dict
-        ``(image_type or None, label) -> Path``.
-
-    Raises
-    ------
-    ConfigError
-        The file does not exist, or a row has another number of cells.
-    """
-    csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        raise ConfigError(f"stimulus mapping {csv_path} does not exist")
-    base = Path(stimuli_dir) if stimuli_dir is not None else csv_path.parent
-    mapping: dict[tuple[Optional[str], str], Path] = {}
-    with open(csv_path, newline="", encoding="utf-8") as handle:
-        for line_no, row in enumerate(csv.reader(handle), start=1):
-            cells = [cell.strip() for cell in row]
-            if not cells or not any(cells) or cells[0].startswith("#"):
-                continue
-            if line_no == 1 and cells[0].lower() in ("label", "image_type"):
-                continue
-            if len(cells) == 2:
-                key: tuple[Optional[str], str] = (None, cells[0])
-            elif len(cells) == 3:
-                key = (cells[0], cells[1])
-            else:
-                raise ConfigError(f"{csv_path}:{line_no}: expected 'label,filename' or "
-                                  f"'image_type,label,filename', got {row!r}")
-            mapping[key] = base / cells[-1]
-    return mapping
-
-
-def _with_any_extension(folder: Path, stem: str) -> Optional[Path]:
-    if not folder.is_dir():
-        return None
-    by_suffix: dict[str, Path] = {}
-    for candidate in folder.glob(f"{_glob_escape(stem)}.*"):
-        if candidate.stem == stem and candidate.is_file():
-            by_suffix.setdefault(candidate.suffix.lower(), candidate)
-    for ext in STIMULUS_EXTENSIONS:
-        if ext.lower() in by_suffix:
-            return by_suffix[ext.lower()]
-    return None
-
-
-def _glob_escape(text: str) -> str:
-    """``text`` with glob metacharacters escaped."""
-    return re.sub(r"([\[\]*?])", r"[\1]", text)
-
-
-def find_stimulus(stimuli_dir: PathLike, label: str, image_type: Optional[str] = None,
-                  mapping: Optional[StimulusMapping] = None) -> Optional[Path]:
-    """The stimulus file of ``label`` (lookup order in the module docstring), or None.
-
-    Raises
-    ------
-    ConfigError
-        The mapping names a file that does not exist.
-    """
-    if mapping:
-        keys = ([(image_type, label)] if image_type else []) + [(None, label)]
-        for key in keys:
-            if key in mapping:
-                path = Path(mapping[key])
-                if not path.is_file():
-                    raise ConfigError(f"the stimulus mapping names {path} for {label}, "
-                                      "but that file does not exist")
-                return path
-    folder = Path(stimuli_dir)
-    if image_type:
-        found = _with_any_extension(folder / image_type, label)
-        if found is not None:
-            return found
-    return _with_any_extension(folder, label)
-
-
-def stimulus_patterns(stimuli_dir: PathLike, label: str,
-                      image_type: Optional[str] = None) -> list[str]:
-    """Where :func:`find_stimulus` looks in the folder (for messages), e.g.
-    ``["stimuli/natural/Img0009.*", "stimuli/Img0009.*"]``."""
-    folder = Path(stimuli_dir)
-    return ([str(folder / image_type / f"{label}.*")] if image_type else []) + \
-        [str(folder / f"{label}.*")]
-
-
-def load_stimulus(path: PathLike, size: Optional[tuple[int, int]] = None) -> np.ndarray:
-    """A stimulus image as RGB float64 0..255, shape (H, W, 3).
-
-    Parameters
-    ----------
-    path : path
-    size : (height, width), optional
-        Resize (bicubic) to this size when it differs.
-
-    Raises
-    ------
-    DamagedFileError
-        The file is not an image PIL can read.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-            if size is not None and image.size != (size[1], size[0]):
-                image = image.resize((size[1], size[0]), Image.Resampling.BICUBIC)
-            return np.asarray(image, dtype=np.float64)
-    except (UnidentifiedImageError, OSError) as err:
-        raise DamagedFileError(path, f"not readable as an image ({err})") from err
-
-
 # --------------------------------------------------------------------------- tree
 
 def _load_vgg19_for_features(vgg19_path: Optional[PathLike], device):
-    from icnn_torch.data import vgg19_weights_path
-    from icnn_torch.models import load_vgg19
+    from icnn_torch.nets.weights import load_vgg19
 
     # the caffemodel the scripts read, or KamitaniLab's converted .pt beside it
     path = Path(vgg19_path) if vgg19_path is not None else vgg19_weights_path(DEFAULT_NET_DIR)
     if not path.is_file():
-        raise MissingDataError(path, download_command(["vgg19"]),
+        raise MissingDataError(path, ["vgg19"],
                                detail="VGG19 is needed for feature identification; pass "
                                       "--vgg19 FILE, or skip it with --no-features.")
     return load_vgg19(path, device=device)
@@ -270,7 +134,7 @@ def evaluate_results(results_dir: PathLike, stimuli_dir: PathLike,
     Parameters
     ----------
     results_dir : path
-        ``results`` or one script's folder (:func:`icnn_torch.results.find_script_results`).
+        ``results`` or one script's folder (:func:`icnn_torch.store.results.find_script_results`).
     stimuli_dir : path
         The user's stimulus folder (lookup rules in the module docstring).
     mapping : path or dict, optional
@@ -288,7 +152,7 @@ def evaluate_results(results_dir: PathLike, stimuli_dir: PathLike,
     scripts : sequence of str, optional
         Script folder names to evaluate (default all found).
     recon_form : {"clip", "raw", "normalized"}
-        See :func:`icnn_torch.results.load_reconstruction`.
+        See :func:`icnn_torch.store.results.load_reconstruction`.
     image_type : str, optional
         Image type of the script folders without a run record (stimulus lookup).
 
@@ -355,7 +219,7 @@ def evaluate_results(results_dir: PathLike, stimuli_dir: PathLike,
             if img.shape != recon_imgs[0].shape:
                 raise DamagedFileError(rec.mat_path, f"recon_img has shape {img.shape}, but "
                                        f"{pairs[0][0].mat_path.name} of the same set has "
-                                       f"{recon_imgs[0].shape}", "rerun its script with --force")
+                                       f"{recon_imgs[0].shape}")
         stim_imgs = [load_stimulus(path, img.shape[:2])
                      for (_, path), img in zip(pairs, recon_imgs)]
         n = len(pairs)
@@ -394,7 +258,7 @@ def evaluate_results(results_dir: PathLike, stimuli_dir: PathLike,
 def _identify_by_features(net, recons: np.ndarray, stimuli: np.ndarray, layers: list[str],
                           stimulus_keys: Sequence[object], cache: dict,
                           where: str) -> dict[str, np.ndarray]:
-    """:func:`icnn_torch.metrics.feature_identification`, reusing the features of a
+    """:func:`icnn_torch.analysis.metrics.feature_identification`, reusing the features of a
     stimulus already seen in another set (``cache``: key -> layer -> features)."""
     input_size = tuple(getattr(net, "input_size", recons.shape[1:3]))
     if recons.shape[1:3] != input_size:
@@ -410,32 +274,6 @@ def _identify_by_features(net, recons: np.ndarray, stimuli: np.ndarray, layers: 
     return {layer: pairwise_identification(
                 feats_r[layer], np.stack([cache[key][layer] for key in stimulus_keys]), "corr")
             for layer in layers}
-
-
-def _format_value(value: object) -> str:
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.6f}"
-    return str(value)
-
-
-def write_csv(rows: Sequence[Mapping[str, object]], path: PathLike) -> Path:
-    """Write rows (from :func:`evaluate_results`) to ``path`` atomically; floats to 6 places."""
-    if not rows:
-        raise ValueError("no rows to write")
-    columns = list(rows[0])
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([_format_value(row.get(column, "")) for column in columns])
-    path = Path(path)
-    try:
-        with atomic_output(path) as tmp:
-            tmp.write_text(buffer.getvalue(), encoding="utf-8")
-    except OSError as err:
-        raise OutputError(f"cannot write {path}: {err.strerror or err}; choose another "
-                          "--out") from err
-    return path
 
 
 def format_table(rows: Sequence[Mapping[str, object]], per_image: bool = False) -> str:
@@ -458,34 +296,12 @@ def format_table(rows: Sequence[Mapping[str, object]], per_image: bool = False) 
             lines += [str(current_script), header, "-" * len(header)]
         lines.append(f"{str(row['layer_set']) or '-':<12} {str(row['subject']):<8} "
                      f"{str(row['roi']):<5} {str(row['label']):<10} {row['n_images']:>3} "
-                     + " ".join(f"{_format_value(row[column]):>16}"
+                     + " ".join(f"{format_value(row[column]):>16}"
                                 for column in metric_columns))
     return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- command line
-
-def comma_list(text: str) -> list[str]:
-    """A comma-separated command-line list (``conv3_4,fc7``) as its non-empty items: the
-    list syntax of every command line here, as the figure scripts take them."""
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    if not items:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
-    return items
-
-
-@contextlib.contextmanager
-def warnings_to_stderr() -> Iterator[None]:
-    """Within the block, print each UserWarning as one ``warning: ...`` line on standard
-    error, when it happens (every occurrence, not only the first per place)."""
-    def show(message, category, filename, lineno, file=None, line=None):
-        print(f"warning: {message}", file=sys.stderr)
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("always", UserWarning)
-        warnings.showwarning = show
-        yield
-
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -526,6 +342,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(argv: Optional[Sequence[str]]) -> int:
     args = _parser().parse_args(argv)
+    if not Path(args.results_dir).is_dir():
+        raise ConfigError(f"results folder {args.results_dir} does not exist; run a figure "
+                          "script first (e.g. python 1_reconstruct_natural_image.py)")
     layers = [] if args.no_features else args.layers
     with warnings_to_stderr():
         rows = evaluate_results(args.results_dir, args.stimuli, mapping=args.mapping,

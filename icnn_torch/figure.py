@@ -50,12 +50,13 @@ from typing import TYPE_CHECKING, Iterable, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from icnn_torch._util import PathLike, atomic_output
-from icnn_torch.engines import ENGINES
-from icnn_torch.errors import ConfigError, OutputError, run_cli
-from icnn_torch.evaluate import (StimulusMapping, comma_list, find_stimulus, load_stimulus,
-                                 read_stimulus_mapping, stimulus_patterns, warnings_to_stderr)
-from icnn_torch.results import (Reconstruction, ScriptResults, find_script_results,
-                                load_reconstruction)
+from icnn_torch.analysis.stimuli import (StimulusMapping, find_stimulus, load_stimulus,
+                                         read_stimulus_mapping, stimulus_patterns)
+from icnn_torch.errors import ConfigError, OutputError
+from icnn_torch.recon.engines import ENGINES
+from icnn_torch.run.cli import comma_list, run_cli, warnings_to_stderr
+from icnn_torch.store.results import (Reconstruction, ScriptResults, find_script_results,
+                                      load_reconstruction)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -377,7 +378,7 @@ def script_panel(folder: ScriptResults, stimuli_dir: Optional[PathLike] = None,
     stimuli_dir : path, optional
         Adds the ground-truth row.
     mapping : dict, optional
-        Parsed stimulus mapping (:func:`icnn_torch.evaluate.read_stimulus_mapping`).
+        Parsed stimulus mapping (:func:`icnn_torch.analysis.stimuli.read_stimulus_mapping`).
     labels : sequence of str, optional
         Columns to show, in this order (labels without any reconstruction are dropped).
     image_type : str, optional
@@ -555,6 +556,9 @@ def _run(argv: Optional[Sequence[str]]) -> int:
         parser.error("--cell-inches must be positive")
     if args.dpi <= 0:
         parser.error("--dpi must be positive")
+    if not Path(args.results_dir).is_dir():
+        raise ConfigError(f"results folder {args.results_dir} does not exist; run a figure "
+                          "script first (e.g. python 1_reconstruct_natural_image.py)")
     with warnings_to_stderr():
         written = make_figures(args.results_dir, args.out_dir, args.stimuli, args.mapping,
                                args.labels, args.scripts, args.image_type,

@@ -104,12 +104,14 @@ from typing import Iterable, Iterator, Mapping, Optional, Sequence, TextIO
 
 import numpy as np
 
-from . import download
 from ._util import PathLike, atomic_output, is_terminal
-from .data import (DEFAULT_DATA_DIR, DEFAULT_NET_DIR, download_command,
-                   generator_weights_path, image_mean_path, vgg19_weights_path)
-from .engines import EngineInfo, engine_info
-from .errors import (ConfigError, DamagedFileError, MissingDataError, run_cli)
+from .errors import ConfigError, DamagedFileError, MissingDataError
+from .fetch.http import fetch, remote_url
+from .recon.engines import EngineInfo, engine_info
+from .run.advice import Context
+from .run.cli import run_cli
+from .store.layout import (DEFAULT_DATA_DIR, DEFAULT_NET_DIR, generator_weights_path,
+                           image_mean_path, vgg19_weights_path)
 
 __all__ = ["PINNED_COMMIT", "REFERENCE_MD5", "ORIG_IMG_PATH", "Case", "CASES", "Criteria",
            "CRITERIA", "Reference", "CaseResult", "reference_url", "reference_folder",
@@ -342,7 +344,7 @@ def reference_url(path: str, commit: str = PINNED_COMMIT) -> str:
     The base (default ``https://raw.githubusercontent.com/KamitaniLab/icnn``) comes from
     :func:`icnn_torch.download.remote_url` (environment variable ``ICNN_TORCH_ICNN_RAW_URL``).
     """
-    return f"{download.remote_url('icnn_raw').rstrip('/')}/{commit}/{path}"
+    return f"{remote_url('icnn_raw').rstrip('/')}/{commit}/{path}"
 
 
 def reference_folder(data_dir: PathLike = DEFAULT_DATA_DIR, commit: str = PINNED_COMMIT) -> Path:
@@ -385,7 +387,7 @@ def fetch_references(cases: Iterable[Case], data_dir: PathLike = DEFAULT_DATA_DI
     folder = reference_folder(data_dir, commit)
     paths = [ORIG_IMG_PATH] + [p for case in cases for p in case.files]
     for path in paths:
-        download.fetch(reference_url(path, commit), folder / path, md5=md5[path],
+        fetch(reference_url(path, commit), folder / path, md5=md5[path],
                        progress=progress, label=f"icnn {path}")
     return folder
 
@@ -485,8 +487,8 @@ def read_reference(case: Case, folder: PathLike) -> Reference:
     folder = Path(folder)
     missing = [folder / p for p in case.files if not (folder / p).is_file()]
     if missing:
-        raise MissingDataError(missing, f"python -m icnn_torch.selfcheck --cases {case.name}",
-                               detail="(the self-check downloads its reference files itself)")
+        raise MissingDataError(missing, detail=f"(the self-check downloads its reference files "
+                                               f"itself: --cases {case.name})")
     options = load_options(folder / case.path("options.pkl"))
     recon_img = _mat_variable(folder / case.path("recon_img.mat"), "recon_img")
     loss_list = _mat_variable(folder / case.path("loss_list.mat"), "loss_list").reshape(-1)
@@ -834,8 +836,7 @@ def _weights(cases: Sequence[Case], args) -> tuple[Path, Optional[Path]]:
         mean = Path(args.mean) if args.mean else image_mean_path(args.data_dir)
         if not mean.is_file():
             items.append("mean")
-        raise MissingDataError(missing, download_command(items, args.data_dir, args.net_dir),
-                               detail="The self-check runs on the real weights.")
+        raise MissingDataError(missing, items, detail="The self-check runs on the real weights.")
     return vgg19, generator
 
 
@@ -881,16 +882,20 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None, out: Optional[TextIO] = None) -> int:
-    """Command-line entry point; returns 0 when every case passes, 1 otherwise.
+    """Command-line entry point; returns 0 when every case passes, 1 otherwise (also for an
+    expected failure, printed as one ``error:`` line naming the command that fixes it)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    context = [Context()]
+    return run_cli(lambda: _main(argv, out, context), argv, lambda: context[0])
 
-    Expected failures raise the project's errors (:mod:`icnn_torch.errors`); run it under
-    :func:`icnn_torch.errors.run_cli` to turn them into one line.
-    """
+
+def _main(argv: Sequence[str], out: Optional[TextIO], context: list) -> int:
     out = sys.stdout if out is None else out
     args = _build_parser().parse_args(argv)
+    context[0] = Context(data_dir=args.data_dir, net_dir=args.net_dir)
     cases = select_cases(args.cases)
     vgg19_path, generator_path = _weights(cases, args)
-    from .data import load_image_mean
+    from .store.net_data import load_image_mean
     from .nets.device import choose_device
     from .nets.weights import load_generator, load_vgg19
 
@@ -912,4 +917,4 @@ def main(argv: Optional[Sequence[str]] = None, out: Optional[TextIO] = None) -> 
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(lambda: main(sys.argv[1:]), sys.argv[1:]))
+    sys.exit(main())

@@ -3,6 +3,9 @@
 Conventions: an *image* is HxWx3, RGB, on the 0..255 scale (float or uint8); a
 *preprocessed image* is 3xHxW, BGR, float32, with the per-channel mean subtracted (the
 "Caffe space" VGG19 takes). Means are given in BGR order, as Caffe stores them.
+
+Numpy and SciPy only at import: :func:`TV_norm` and :func:`get_cnn_features` import torch
+when they are called, so that the command-line tools that use this module stay quick.
 """
 
 from __future__ import annotations
@@ -11,10 +14,8 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import scipy.ndimage
-import torch
 
 from .nets.tables import IMAGENET_MEAN_BGR
-from .nets.extractor import net_device
 
 __all__ = [
     "IMAGENET_MEAN_BGR", "img_preprocess", "img_deprocess", "normalise_img",
@@ -104,21 +105,13 @@ def TV_norm(x: np.ndarray, TVbeta: float = 1) -> tuple[float, np.ndarray]:
 
     Differences are forward differences with the last row/column differences zero.
     """
+    import torch
+
+    from .recon.transforms import tv_norm_torch
     xt = torch.as_tensor(np.asarray(x, dtype=np.float64)).requires_grad_(True)
     loss = tv_norm_torch(xt, float(TVbeta))
     (grad,) = torch.autograd.grad(loss, xt)
     return float(loss), grad.numpy()
-
-
-def tv_norm_torch(x: torch.Tensor, beta: float) -> torch.Tensor:
-    """Differentiable total variation of (..., H, W) tensors, summed (see :func:`TV_norm`)."""
-    dh = torch.zeros_like(x)
-    dw = torch.zeros_like(x)
-    dh[..., :-1, :] = x[..., 1:, :] - x[..., :-1, :]
-    dw[..., :, :-1] = x[..., :, 1:] - x[..., :, :-1]
-    sq = dh * dh + dw * dw
-    # (sq)^(beta/2) has an infinite slope at 0 for beta < 2; keep it finite there.
-    return torch.where(sq > 0, sq.clamp_min(1e-10) ** (beta / 2.0), torch.zeros_like(sq)).sum()
 
 
 def estimate_cnn_feat_std(cnn_feat: np.ndarray) -> np.floating:
@@ -234,6 +227,9 @@ def get_cnn_features(net, img: np.ndarray, layer_list: Iterable[str],
     dict of str to ndarray (float32)
         Features without the batch axis: (C, H, W) for conv/pool, (N,) for fc.
     """
+    import torch
+
+    from .nets.extractor import net_device
     layer_list = list(layer_list)
     mean = getattr(net, "img_mean", IMAGENET_MEAN_BGR) if img_mean is None else img_mean
     x = torch.from_numpy(img_preprocess(img, mean))[None]

@@ -130,7 +130,7 @@ def tiny_encoder(device="cpu", seed: int = 0, size: int = 16):
 
 def encoder_features(encoder, paths: Dict[str, Path], layers: Sequence[str]) -> Dict[str, dict]:
     """True features of image files (loaded as the store loads them): label -> layer -> array."""
-    from icnn_torch.evaluate import load_stimulus
+    from icnn_torch.analysis.stimuli import load_stimulus
     from icnn_torch.utils import img_preprocess
     out = {}
     with torch.no_grad():

@@ -8,8 +8,9 @@ import numpy as np
 import scipy.io
 from PIL import Image
 
-from icnn_torch import results
-from icnn_torch.config import ScriptConfig
+from icnn_torch.store.layout import recon_jpg_path
+from icnn_torch.store.record import write_run_record
+from icnn_torch.run.config import ScriptConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,7 +24,7 @@ def write_record(results_dir: Path, script: str, folder_name: str = None, **cons
         constants["script_file"] = str(PROJECT_ROOT / f"{folder_name}.py")
     cfg = dataclasses.replace(cfg, **constants)
     plan = cfg.plan()
-    results.write_run_record(results_dir / plan.script_name, plan.to_record())
+    write_run_record(results_dir / plan.script_name, plan.to_record())
     return plan
 
 
@@ -35,7 +36,7 @@ def save_recon(folder: Path, label: str, img: np.ndarray, with_jpg: bool = False
     scipy.io.savemat(folder / f"recon_img-{label}.mat", {"recon_img": img})
     if with_jpg:
         Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(
-            results.recon_jpg_path(folder, label), quality=95)
+            recon_jpg_path(folder, label), quality=95)
 
 
 def save_png(path: Path, img: np.ndarray) -> None:

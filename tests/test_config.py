@@ -10,10 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from icnn_torch import pipeline, results
-from icnn_torch.config import DEFAULT_FEATURES_DIR, ScriptConfig, find_script, plain_values
 from icnn_torch.errors import ConfigError
-from icnn_torch.jobs import Job
+from icnn_torch.recon.engines import engine_info
+from icnn_torch.run import reconstruct
+from icnn_torch.run.cli import split_list
+from icnn_torch.run.config import DEFAULT_FEATURES_DIR, ScriptConfig, find_script
+from icnn_torch.run.jobs import Job
+from icnn_torch.store import record as records
+from icnn_torch.store.layout import job_dir, recon_mat_path
+from icnn_torch.store.record import plain_values
 
 REPO = Path(__file__).resolve().parents[1]
 ALL19 = ["conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3", "conv3_4",
@@ -113,7 +118,6 @@ def test_plan_applies_overrides_and_keeps_the_script_untouched():
 
 @pytest.mark.parametrize("changes, kwargs, message", [
     (dict(engine="icnn_nope"), {}, "unknown engine 'icnn_nope'"),
-    (dict(engine="icnn_gd"), {}, "opts has 'maxiter', which icnn_gd does not take"),
     ({}, dict(iterations=0), "at least 1"),
     ({}, dict(layer_sets=["x"]), "has no layer sets"),
     (dict(layers=None, layers_sets={"s1": ["conv1_1"]}), dict(layer_sets=["s2"]),
@@ -156,7 +160,7 @@ def test_plain_values_turn_arrays_and_numpy_scalars_into_python_values():
 # --------------------------------------------------------------------------- command line
 
 def _help(cfg: ScriptConfig) -> str:
-    return pipeline.build_parser(cfg).format_help()
+    return reconstruct.build_parser(cfg).format_help()
 
 
 def test_help_offers_layer_sets_and_batches_only_where_they_apply():
@@ -170,8 +174,8 @@ def test_help_offers_layer_sets_and_batches_only_where_they_apply():
 
 
 def test_lists_are_comma_separated_with_duplicates_dropped():
-    assert pipeline._split("S2, S1,,S2") == ["S2", "S1"]
-    assert pipeline._split(None) is None
+    assert split_list("S2, S1,,S2") == ["S2", "S1"]
+    assert split_list(None) is None
 
 
 @pytest.mark.parametrize("changes, argv, message", [
@@ -182,30 +186,28 @@ def test_lists_are_comma_separated_with_duplicates_dropped():
 ])
 def test_settings_reject_what_cannot_run(changes, argv, message):
     cfg = _config(**changes)
-    args = pipeline.build_parser(cfg).parse_args(argv)
-    from icnn_torch.engines import engine_info
+    args = reconstruct.build_parser(cfg).parse_args(argv)
     with pytest.raises(ConfigError, match=message):
-        pipeline._settings(cfg, args, engine_info(cfg.engine))
+        reconstruct.settings_of(cfg, args, engine_info(cfg.engine))
 
 
 def test_batches_share_a_layer_set_and_keep_the_order():
     jobs = [Job("S1", "VC", label, layer_set) for label in "ab" for layer_set in ("x", "y")]
-    assert pipeline._batches(jobs, 1) == [[j] for j in jobs]
-    assert pipeline._batches(jobs, 2) == [[jobs[0], jobs[2]], [jobs[1], jobs[3]]]
+    assert reconstruct._batches(jobs, 1) == [[j] for j in jobs]
+    assert reconstruct._batches(jobs, 2) == [[jobs[0], jobs[2]], [jobs[1], jobs[3]]]
 
 
 # --------------------------------------------------------------------------- the results folder
 
 def _folder_state(tmp_path, cfg, plan, argv=(), redo=()):
-    from icnn_torch.engines import engine_info
     info = engine_info(cfg.engine)
-    args = pipeline.build_parser(cfg).parse_args(["--results-dir", str(tmp_path), *argv])
-    settings = pipeline._settings(cfg, args, info)
-    return pipeline._check_folder(cfg, plan, settings, info, list(redo)), settings
+    args = reconstruct.build_parser(cfg).parse_args(["--results-dir", str(tmp_path), *argv])
+    settings = reconstruct.settings_of(cfg, args, info)
+    return reconstruct.check_folder(plan, settings, info, list(redo)), settings
 
 
 def _write_result(script_results: Path, subject="S1", roi="VC", label="a") -> Path:
-    mat = results.recon_mat_path(results.job_dir(script_results, subject, roi), label)
+    mat = recon_mat_path(job_dir(script_results, subject, roi), label)
     mat.parent.mkdir(parents=True, exist_ok=True)
     mat.write_bytes(b"")
     return mat
@@ -214,27 +216,48 @@ def _write_result(script_results: Path, subject="S1", roi="VC", label="a") -> Pa
 def test_results_of_other_options_stop_a_run_that_would_not_redo_them(tmp_path):
     cfg = _config()
     folder = tmp_path / "my_script"
-    results.write_run_record(folder, cfg.plan(iterations=5).to_record())
+    records.write_run_record(folder, cfg.plan(iterations=5).to_record())
     kept = _write_result(folder)
     with pytest.raises(ConfigError) as err:
         _folder_state(tmp_path, cfg, cfg.plan(iterations=6))
     message = str(err.value)
     assert "1 reconstruction(s) made with other settings" in message
-    assert "maxiter: 5 there, 6 here" in message and "add --force" in message
-    with pytest.raises(ConfigError, match="outside this run's selection"):
-        _folder_state(tmp_path, cfg, cfg.plan(iterations=6), ["--force"])
+    assert "maxiter: 5 there, 6 here" in message and "--force redoes them" in message
     state, _ = _folder_state(tmp_path, cfg, cfg.plan(iterations=6), ["--force"], redo=[kept])
-    assert state.stale == {kept} and state.record is None
+    assert state.stale == {kept}
+
+
+def test_an_options_clash_says_everything_in_one_message(tmp_path):
+    """Issue case: the first hint said "add --force", and with --force the next said the old
+    results lie outside the selection. Now the first message says both."""
+    cfg = _config()
+    folder = tmp_path / "my_script"
+    records.write_run_record(folder, cfg.plan(iterations=5).to_record())
+    inside = _write_result(folder, "S1", "VC", "a")
+    outside = _write_result(folder, "S2", "VC", "b")
+    plan = cfg.plan(subjects=["S1"], labels=["a"], iterations=6)
+    with pytest.raises(ConfigError) as err:
+        _folder_state(tmp_path, cfg, plan)
+    message = str(err.value)
+    assert "2 reconstruction(s) made with other settings" in message
+    assert "1 of them are in this run's selection: --force redoes them" in message
+    assert "1 lie outside this run's selection" in message
+    assert str(outside.relative_to(folder)) in message and "--results-dir" in message
+    # with --force, only the ones outside the selection remain in the way, as said
+    with pytest.raises(ConfigError) as err:
+        _folder_state(tmp_path, cfg, plan, ["--force"], redo=[inside])
+    assert "1 lie outside this run's selection" in str(err.value)
+    assert "--force redoes" not in str(err.value)
 
 
 def test_display_option_is_not_a_difference(tmp_path):
     cfg = _config()
     folder = tmp_path / "my_script"
     old = _config(opts=dict(cfg.opts, disp=True)).plan().to_record()
-    results.write_run_record(folder, old)
+    records.write_run_record(folder, old)
     _write_result(folder)
-    state, _ = _folder_state(tmp_path, cfg, cfg.plan())
-    assert state.record["options"]["disp"] is True and state.stale == set()
+    state, _ = _folder_state(tmp_path, cfg, cfg.plan())  # no error: the same method
+    assert state.stale == set()
 
 
 def test_options_pkl_of_an_earlier_run_is_compared_and_a_foreign_one_ignored(tmp_path):
@@ -248,20 +271,20 @@ def test_options_pkl_of_an_earlier_run_is_compared_and_a_foreign_one_ignored(tmp
     # the original's options.pkl holds numpy arrays: not read (no code runs), not compared
     (folder / "options.pkl").write_bytes(pickle.dumps({"initial_image": np.zeros(3)}, protocol=0))
     state, _ = _folder_state(tmp_path, cfg, cfg.plan())
-    assert state.record is None and state.stale == set()
+    assert state.stale == set()
 
 
 def test_other_layers_or_engine_are_differences():
     old = {"engine": "icnn_lbfgs", "layers": ["conv1_1"], "options": {"maxiter": 1}}
     new = {"engine": "icnn_gd", "layers": ["fc8"], "options": {"iter_n": 1}}
-    diffs = pipeline._differences(old, new)
+    diffs = records.differences(old, new)
     assert 'engine: "icnn_lbfgs" there, "icnn_gd" here' in diffs
     assert 'layers: ["conv1_1"] there, ["fc8"] here' in diffs
     assert "maxiter: 1 there, (unset) here" in diffs and "iter_n: (unset) there, 1 here" in diffs
     sets_old = {"layer_sets": {"x": ["conv1_1"], "y": ["fc8"]}, "options": {}}
     sets_new = {"layer_sets": {"x": ["conv1_1"], "z": ["fc7"]}, "options": {}}
-    assert pipeline._differences(sets_old, sets_new) == []  # shared sets are equal
-    assert pipeline._differences(sets_old, {"layer_sets": {"x": ["fc6"]}, "options": {}}) == \
+    assert records.differences(sets_old, sets_new) == []  # shared sets are equal
+    assert records.differences(sets_old, {"layer_sets": {"x": ["fc6"]}, "options": {}}) == \
         ['layer set x: ["conv1_1"] there, ["fc6"] here']
 
 
@@ -270,10 +293,12 @@ def test_merged_record_lists_the_selection_in_the_scripts_order():
                                             "three": ["fc8"]})
     old = cfg.plan(subjects=["S3"], labels=["c"], layer_sets=["three"]).to_record()
     new = cfg.plan(subjects=["S2", "S1"], labels=["b"], layer_sets=["one"]).to_record()
-    merged = pipeline._merged_record(cfg, new, old)
+    order = {"subjects": cfg.subjects_list, "rois": cfg.rois_list,
+             "labels": cfg.image_label_list, "layer_sets": list(cfg.layers_sets)}
+    merged = records.merge_selection(new, old, order)
     assert merged["subjects"] == ["S1", "S2", "S3"] and merged["labels"] == ["b", "c"]
     assert list(merged["layer_sets"]) == ["one", "three"]
     assert merged["layers"] == ["conv1_1", "fc8"]
-    assert pipeline._merged_record(cfg, new, None)["subjects"] == ["S1", "S2"]
+    assert records.merge_selection(new, None, order)["subjects"] == ["S1", "S2"]
     # names the script does not list (a copy's earlier constants) come after, in order
-    assert pipeline._in_order(["a", "b"], ["x", "b"], ["a"]) == ["a", "b", "x"]
+    assert records._in_order(["a", "b"], ["x", "b"], ["a"]) == ["a", "b", "x"]

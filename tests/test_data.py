@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 import scipy.io
 
-from icnn_torch import data
-from icnn_torch.data import (MissingDataError, correct_feature_std, decoded_feature_path,
-                             layer_weights_inverse_sq_norm, load_decoded_features, load_feat,
-                             load_feat_std, load_fc7_upper_bound, load_image_mean)
-from icnn_torch.errors import DamagedFileError
+from icnn_torch.errors import DamagedFileError, MissingDataError
+from icnn_torch.run.advice import Context, fix_for, render
+from icnn_torch.store import layout, published
+from icnn_torch.store.features import (correct_feature_std, layer_weights, load_feat,
+                                       load_feat_std, read_decoded_features)
+from icnn_torch.store.layout import decoded_feature_path
+from icnn_torch.store.net_data import load_fc7_upper_bound, load_image_mean
 
 from _data_matlab import write_mat_v5, write_mat_v73
 
@@ -31,24 +33,24 @@ def test_decoded_feature_path_follows_the_original_layout():
     path = decoded_feature_path("data", "color_shape", "VGG19", "conv3_4", "S2", "HVC", "Img0011")
     assert path.as_posix() == ("data/decodedfeatures/color_shape/VGG19/conv3_4/S2/HVC/"
                                "color_shape-VGG19-conv3_4-S2-HVC-Img0011.mat")
-    assert data.decoded_feature_zip_name("imagery", "VGG19_leaky", "fc7", "S3") == \
+    assert layout.decoded_feature_zip_name("imagery", "VGG19_leaky", "fc7", "S3") == \
         "decodedfeatures-imagery-VGG19_leaky-fc7-S3.zip"
 
 
 def test_weight_and_data_paths_match_the_scripts(tmp_path):
-    assert data.vgg19_weights_path("net", pytorch=False).as_posix() == \
+    assert layout.vgg19_weights_path("net", pytorch=False).as_posix() == \
         "net/VGG_ILSVRC_19_layers/VGG_ILSVRC_19_layers.caffemodel"
-    assert data.generator_weights_path("net", pytorch=False).as_posix() == \
+    assert layout.generator_weights_path("net", pytorch=False).as_posix() == \
         "net/generator_for_inverting_fc7/generator.caffemodel"
-    assert data.fc7_bounds_path("data").as_posix() == "data/act_range/3x/fc7.txt"
-    assert data.feat_std_path("data", "VGG19_leaky").name == \
+    assert layout.fc7_bounds_path("data").as_posix() == "data/act_range/3x/fc7.txt"
+    assert layout.feat_std_path("data", "VGG19_leaky").name == \
         "estimated_vgg19LeakyReluAvePool_cnn_feat_std.mat"
     # pytorch=None picks the .pt only when it is the one present
-    pt = data.vgg19_weights_path(tmp_path, pytorch=True)
-    assert data.vgg19_weights_path(tmp_path).suffix == ".caffemodel"
+    pt = layout.vgg19_weights_path(tmp_path, pytorch=True)
+    assert layout.vgg19_weights_path(tmp_path).suffix == ".caffemodel"
     pt.parent.mkdir(parents=True)
     pt.write_bytes(b"x")
-    assert data.vgg19_weights_path(tmp_path) == pt
+    assert layout.vgg19_weights_path(tmp_path) == pt
 
 
 # --------------------------------------------------------------------------- feat files
@@ -107,8 +109,8 @@ def test_load_decoded_features_mixed_formats(tmp_path):
     layers = {"conv1_1": rng.standard_normal((3, 4, 4)).astype(np.float32),
               "fc7": rng.standard_normal((1, 9)).astype(np.float32)}
     _write_layout(tmp_path, layers, lambda layer: write_mat_v73 if layer == "fc7" else write_mat_v5)
-    feats = load_decoded_features(tmp_path, "natural", "VGG19", ["fc7", "conv1_1"], "S1", "VC",
-                                  "Img0009")
+    feats = read_decoded_features(tmp_path / "decodedfeatures", "natural", "VGG19",
+                                  ["fc7", "conv1_1"], "S1", "VC", "Img0009")
     assert list(feats) == ["fc7", "conv1_1"]
     np.testing.assert_array_equal(feats["conv1_1"], layers["conv1_1"])
     np.testing.assert_array_equal(feats["fc7"], layers["fc7"].reshape(-1))
@@ -118,23 +120,27 @@ def test_missing_feature_names_the_file_and_the_download_command(tmp_path, monke
     monkeypatch.chdir(tmp_path)
     _write_layout(Path("data"), {"conv1_1": np.ones((2, 2, 2), np.float32)}, lambda _: write_mat_v5)
     with pytest.raises(MissingDataError) as info:
-        load_decoded_features("data", "natural", "VGG19", ["conv1_1", "fc8", "pool1"], "S1", "VC",
-                              "Img0009")
+        read_decoded_features("data/decodedfeatures", "natural", "VGG19",
+                              ["conv1_1", "fc8", "pool1"], "S1", "VC", "Img0009")
     err = info.value
     assert isinstance(err, FileNotFoundError)
     message = str(err)
     assert "data/decodedfeatures/natural/VGG19/fc8/S1/VC/natural-VGG19-fc8-S1-VC-Img0009.mat" \
         in message
-    assert err.command == ("python -m icnn_torch.download decodedfeatures-natural-VGG19-fc8-S1.zip"
-                           " decodedfeatures-natural-VGG19-pool1-S1.zip")
-    assert err.command in message
+    assert err.items == ("decodedfeatures-natural-VGG19-fc8-S1.zip",
+                         "decodedfeatures-natural-VGG19-pool1-S1.zip")
+    assert "python -m icnn_torch.download" not in message  # the library names no command
+    command = fix_for(err, Context())  # the command line's advice
+    assert command == ("python -m icnn_torch.download decodedfeatures-natural-VGG19-fc8-S1.zip"
+                       " decodedfeatures-natural-VGG19-pool1-S1.zip")
+    assert render(err, Context()).endswith(f"Download with: {command}")
     # a single file, another data dir: the command carries --data-dir
     with pytest.raises(MissingDataError) as info:
-        load_feat(decoded_feature_path(tmp_path / "elsewhere", "natural", "VGG19", "conv1_1", "S1",
-                                       "VC", "Img0001"))
-    assert info.value.command == (f"python -m icnn_torch.download --data-dir "
-                                  f"{tmp_path / 'elsewhere'} "
-                                  "decodedfeatures-natural-VGG19-conv1_1-S1.zip")
+        read_decoded_features(tmp_path / "elsewhere" / "decodedfeatures", "natural", "VGG19",
+                              ["conv1_1"], "S1", "VC", "Img0001")
+    assert fix_for(info.value, Context(data_dir=tmp_path / "elsewhere")) == (
+        f"python -m icnn_torch.download --data-dir {tmp_path / 'elsewhere'} "
+        "decodedfeatures-natural-VGG19-conv1_1-S1.zip")
 
 
 # --------------------------------------------------------------------------- std correction
@@ -188,7 +194,7 @@ def test_layer_weights_are_inverse_squared_norms_summing_to_one():
     features = {"conv1_1": rng.standard_normal((3, 4, 4)).astype(np.float32) * 10,
                 "conv5_4": rng.standard_normal((2, 2, 2)).astype(np.float32),
                 "fc8": rng.standard_normal(20).astype(np.float32) * 0.1}
-    weights = layer_weights_inverse_sq_norm(features)
+    weights = layer_weights(features)
     raw = {k: 1.0 / np.sum(np.asarray(v, np.float64) ** 2) for k, v in features.items()}
     total = sum(raw.values())
     assert list(weights) == list(features)
@@ -201,11 +207,11 @@ def test_layer_weights_are_inverse_squared_norms_summing_to_one():
 def test_all_zero_layer_raises_naming_the_layer_not_nan():
     features = {"conv1_1": np.ones((2, 2, 2), np.float32), "fc7": np.zeros(16, np.float32)}
     with pytest.raises(ValueError, match="'fc7'.*all zero"):
-        layer_weights_inverse_sq_norm(features)
+        layer_weights(features)
     with pytest.raises(ValueError, match="conv1_1"):
-        layer_weights_inverse_sq_norm({"conv1_1": np.array([[[np.nan]]])})
+        layer_weights({"conv1_1": np.array([[[np.nan]]])})
     with pytest.raises(ValueError):
-        layer_weights_inverse_sq_norm({})
+        layer_weights({})
 
 
 # --------------------------------------------------------------------------- std file
@@ -237,8 +243,9 @@ def test_std_file_v73_equals_v5(tmp_path):
 def test_missing_std_file_names_the_download_command(tmp_path):
     with pytest.raises(MissingDataError) as info:
         load_feat_std(tmp_path / "estimated_vgg19_cnn_feat_std.mat")
-    assert info.value.command.endswith("estimated_vgg19_cnn_feat_std.mat")
-    assert "python -m icnn_torch.download" in str(info.value)
+    assert info.value.items == ("estimated_vgg19_cnn_feat_std.mat",)
+    assert fix_for(info.value, Context(data_dir=tmp_path)).startswith("python -m icnn_torch.download")
+    assert fix_for(info.value, Context(data_dir=tmp_path)).endswith("estimated_vgg19_cnn_feat_std.mat")
 
 
 # --------------------------------------------------------------------------- mean and bounds
@@ -258,8 +265,8 @@ def test_image_mean_from_the_real_file():
 def test_image_mean_falls_back_to_the_spec_constants_and_says_so(tmp_path):
     mean, source = load_image_mean(tmp_path / "ilsvrc_2012_mean.npy")
     np.testing.assert_array_equal(mean, np.float32(SPEC_MEAN_BGR))
-    assert "built-in" in source and "not found" in source
-    assert "python -m icnn_torch.download" in source and "ilsvrc_2012_mean.npy" in source
+    assert "built-in" in source and "not found" in source and "ilsvrc_2012_mean.npy" in source
+    assert "BGR (104.007, 116.669, 122.679)" in source  # rounded, not float32 noise
 
 
 def test_image_mean_from_a_small_file(tmp_path):
@@ -288,8 +295,8 @@ def test_fc7_upper_bound_errors(tmp_path):
         load_fc7_upper_bound(tmp_path / "short.txt")
     with pytest.raises(MissingDataError) as info:
         load_fc7_upper_bound(tmp_path / "data" / "act_range" / "3x" / "fc7.txt")
-    assert info.value.command == (f"python -m icnn_torch.download --data-dir {tmp_path / 'data'}"
-                                  " fc7_bounds")
+    assert fix_for(info.value, Context(data_dir=tmp_path / "data")) == (
+        f"python -m icnn_torch.download --data-dir {tmp_path / 'data'} fc7_bounds")
 
 
 # --------------------------------------------------------------------------- damaged files
@@ -305,13 +312,15 @@ def test_truncated_feature_file_names_itself_and_the_command(tmp_path, writer):
     command = (f"python -m icnn_torch.download --verify --data-dir {data_dir} "
                "decodedfeatures-natural-VGG19-conv3_1-S2.zip")
     for load in (lambda: load_feat(path),
-                 lambda: load_decoded_features(data_dir, "natural", "VGG19", ["conv3_1"], "S2",
-                                               "VC", "Img0036")):
+                 lambda: read_decoded_features(data_dir / "decodedfeatures", "natural", "VGG19",
+                                               ["conv3_1"], "S2", "VC", "Img0036")):
         with pytest.raises(DamagedFileError) as info:
             load()
         assert isinstance(info.value, ValueError)
-        assert info.value.path == str(path) and info.value.command == command
-        assert str(path) in str(info.value) and command in str(info.value)
+        assert info.value.path == str(path)
+        assert fix_for(info.value, Context(data_dir=data_dir)) == command
+        assert str(path) in str(info.value)
+        assert command in render(info.value, Context(data_dir=data_dir))
 
 
 def test_damaged_std_mean_and_bounds_files_name_themselves(tmp_path):
@@ -322,48 +331,52 @@ def test_damaged_std_mean_and_bounds_files_name_themselves(tmp_path):
     std.write_bytes(std.read_bytes()[:-40])
     with pytest.raises(DamagedFileError) as info:
         load_feat_std(std)
-    published = data.published_files()[std.name].md5
-    assert f"differs from the published {published}" in str(info.value)
-    assert info.value.command == f"python -m icnn_torch.download --verify --data-dir " \
-                                 f"{data_dir} estimated_vgg19_cnn_feat_std.mat"
+    published_md5 = published.published_files()[std.name].md5
+    assert f"differs from the published {published_md5}" in str(info.value)
+    assert fix_for(info.value, Context(data_dir=data_dir)) == \
+        f"python -m icnn_torch.download --verify --data-dir {data_dir} " \
+        "estimated_vgg19_cnn_feat_std.mat"
     mean = data_dir / "ilsvrc_2012_mean.npy"
     np.save(mean, np.zeros((3, 8, 8)))
     mean.write_bytes(mean.read_bytes()[:200])
-    with pytest.raises(DamagedFileError, match="ilsvrc_2012_mean.npy is damaged.*--verify"):
+    with pytest.raises(DamagedFileError, match="ilsvrc_2012_mean.npy is damaged") as info:
         load_image_mean(mean)
+    assert "--verify" in render(info.value, Context(data_dir=data_dir))
     bounds = data_dir / "act_range" / "3x" / "fc7.txt"
     bounds.write_text("2 3 x 4")
     with pytest.raises(DamagedFileError) as info:
         load_fc7_upper_bound(bounds)
     assert info.value.path == str(bounds)
-    assert info.value.command == f"python -m icnn_torch.download --verify --data-dir " \
-                                 f"{data_dir} fc7_bounds"
+    assert fix_for(info.value, Context(data_dir=data_dir)) == \
+        f"python -m icnn_torch.download --verify --data-dir {data_dir} fc7_bounds"
 
 
 def test_a_feature_tree_is_addressed_by_its_root(tmp_path):
     feat = _rng(6).standard_normal((2, 3, 3)).astype(np.float32)
-    path = data.decode_feature_filename(tmp_path / "mine", "alphabet", "VGG19", "fc6", "S1", "V4",
+    path = layout.decode_feature_filename(tmp_path / "mine", "alphabet", "VGG19", "fc6", "S1", "V4",
                                   "Img0003")
     assert path.relative_to(tmp_path).as_posix() == \
         "mine/alphabet/VGG19/fc6/S1/V4/alphabet-VGG19-fc6-S1-V4-Img0003.mat"
     assert decoded_feature_path(tmp_path, "alphabet", "VGG19", "fc6", "S1", "V4", "Img0003") == \
-        data.decode_feature_filename(tmp_path / "decodedfeatures", "alphabet", "VGG19", "fc6", "S1",
+        layout.decode_feature_filename(tmp_path / "decodedfeatures", "alphabet", "VGG19", "fc6", "S1",
                                "V4", "Img0003")
     path.parent.mkdir(parents=True)
     write_mat_v5(path, {"feat": feat})
-    loaded = load_decoded_features(None, "alphabet", "VGG19", ["fc6"], "S1", "V4", "Img0003",
-                                   features_dir=tmp_path / "mine")
+    loaded = read_decoded_features(tmp_path / "mine", "alphabet", "VGG19", ["fc6"], "S1", "V4",
+                                   "Img0003")
     np.testing.assert_array_equal(loaded["fc6"], feat)
-    with pytest.raises(MissingDataError, match="not the published one"):
-        load_decoded_features(None, "alphabet", "VGG19", ["fc7"], "S1", "V4", "Img0003",
-                              features_dir=tmp_path / "mine")
+    with pytest.raises(MissingDataError) as info:
+        read_decoded_features(tmp_path / "mine", "alphabet", "VGG19", ["fc7"], "S1", "V4",
+                              "Img0003")
+    assert "not the published one" in render(info.value, Context(features_published=False))
+    assert fix_for(info.value, Context(features_published=False)) is None
 
 
 def test_published_labels_and_rois():
-    assert data.published_labels("alphabet") == tuple(f"Img{i:04d}" for i in range(1, 11))
-    assert [len(data.published_labels(t)) for t in ("natural", "color_shape", "imagery")] == \
+    assert published.published_labels("alphabet") == tuple(f"Img{i:04d}" for i in range(1, 11))
+    assert [len(published.published_labels(t)) for t in ("natural", "color_shape", "imagery")] == \
         [50, 40, 25]
-    assert data.PUBLISHED_ROIS == ("V1", "V2", "V3", "V4", "HVC", "VC")
-    assert data.parse_decoded_feature_zip_name("decodedfeatures-imagery-VGG19_leaky-fc7-S3.zip") \
+    assert published.PUBLISHED_ROIS == ("V1", "V2", "V3", "V4", "HVC", "VC")
+    assert layout.parse_decoded_feature_zip_name("decodedfeatures-imagery-VGG19_leaky-fc7-S3.zip") \
         == ("imagery", "VGG19_leaky", "fc7", "S3")
-    assert data.parse_decoded_feature_zip_name("ilsvrc_2012_mean.npy") is None
+    assert layout.parse_decoded_feature_zip_name("ilsvrc_2012_mean.npy") is None

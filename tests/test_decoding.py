@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import scipy.io
 
-from icnn_torch import data
+from icnn_torch.store import layout
+from icnn_torch.store import features as store_features
 from icnn_torch.decoding import accuracy, fmri, predict, store
 from icnn_torch.decoding.decoders import (Fastl2lirDecoder, TorchDecoder,
                                           fastl2lir_needs_vector_solve)
@@ -313,7 +314,7 @@ def test_store_killed_while_computing_resumes_to_the_same_file(tmp_path):
 
 def test_chunks_assemble_into_the_original_tree(tmp_path, subject):
     """Chunk files in unit order assemble into one .mat per image: variable feat,
-    float32, (C, H, W) for a conv layer and 1 x N for fc, read back by data.load_feat; a
+    float32, (C, H, W) for a conv layer and 1 x N for fc, read back by store_features.load_feat; a
     chunk made with other settings is refused."""
     rng = np.random.default_rng(5)
     items = ["Img0001", "Img0002", "Img0003"]
@@ -331,20 +332,20 @@ def test_chunks_assemble_into_the_original_tree(tmp_path, subject):
     assert predict.chunk_done(files[0], settings)
     with pytest.raises(ConfigError, match="alpha: 100.0 there, 10.0 now"):
         predict.chunk_done(files[0], {"alpha": 10.0})
-    tree = tmp_path / "d" / data.DECODED_FEATURES_DIRNAME  # the layout data.py reads
+    tree = tmp_path / "d" / layout.DECODED_FEATURES_DIRNAME  # the layout of icnn_torch.store.layout
     written = predict.assemble_layer(tree, "natural", "Net", "conv9", "S1", "VC", (2, 3, 4),
                                      files)
-    assert written[1] == data.decoded_feature_path(tmp_path / "d", "natural", "Net", "conv9",
+    assert written[1] == layout.decoded_feature_path(tmp_path / "d", "natural", "Net", "conv9",
                                                    "S1", "VC", "Img0002")
     raw = scipy.io.loadmat(written[1])["feat"]
     assert raw.dtype == np.float32 and raw.shape == (2, 3, 4)
-    assert np.array_equal(data.load_feat(written[1]), full[1].reshape(2, 3, 4))
+    assert np.array_equal(store_features.load_feat(written[1]), full[1].reshape(2, 3, 4))
     stamp = written[1].stat().st_mtime_ns
     assert predict.assemble_layer(tree, "natural", "Net", "conv9", "S1", "VC", (2, 3, 4),
                                   files)[1].stat().st_mtime_ns == stamp  # not rewritten
     fc = predict.write_feat(tmp_path / "fc.mat", full[0])
     assert scipy.io.loadmat(fc)["feat"].shape == (1, 24)
-    assert data.load_feat(fc).shape == (24,)
+    assert store_features.load_feat(fc).shape == (24,)
     assert not list(tree.rglob(".*.tmp*"))
 
 

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 import scipy.io
 
-from icnn_torch import data
+from icnn_torch.store import layout
+from icnn_torch.store import features as store_features
 from icnn_torch.decoding import fmri, predict
 from icnn_torch.decoding.store import FeatureStore
 from icnn_torch.download import VGG19_SIZE
@@ -86,7 +87,7 @@ def tiny_project(tmp_path_factory):
 
 def _tree_arrays(root: Path) -> dict:
     tree = root / "data" / "decodedfeatures_from_fmri"
-    return {str(p.relative_to(tree)): data.load_feat(p) for p in sorted(tree.rglob("*.mat"))}
+    return {str(p.relative_to(tree)): store_features.load_feat(p) for p in sorted(tree.rglob("*.mat"))}
 
 
 def _chunk_arrays(root: Path) -> dict:
@@ -178,19 +179,19 @@ def vgg_project(tmp_path_factory):
     from icnn_torch.models import load_vgg19
     from icnn_torch.utils import estimate_cnn_feat_std, get_cnn_features
     root = tmp_path_factory.mktemp("vgg")
-    vgg_path = root / "net" / data.VGG19_CAFFEMODEL_RELPATH
+    vgg_path = root / "net" / layout.VGG19_CAFFEMODEL_RELPATH
     vgg_path.parent.mkdir(parents=True)
     write_caffemodel(vgg_path, random_vgg19_layers(seed=0), fmt="v1", legacy_shapes=True,
                      pad_to=VGG19_SIZE)  # the published size, which the downloader checks
     _images_and_fmri(root, size=224, seed=1)
     data_dir = root / "data"
     mean = np.stack([np.full((256, 256), m) for m in (104.0, 116.7, 122.7)])
-    np.save(data.image_mean_path(data_dir), mean)
+    np.save(layout.image_mean_path(data_dir), mean)
     net = load_vgg19(vgg_path, device="cpu")  # also writes the converted-weights cache
     import PIL.Image
     img = np.asarray(PIL.Image.open(next((data_dir / "images/test").glob("*.jpg"))), np.float32)
     feats = get_cnn_features(net, img, E2E_LAYERS)
-    scipy.io.savemat(data.feat_std_path(data_dir, "VGG19"),
+    scipy.io.savemat(layout.feat_std_path(data_dir, "VGG19"),
                      {l: np.float32([[estimate_cnn_feat_std(f)]]) for l, f in feats.items()})
     return root
 
@@ -230,14 +231,14 @@ def decoded_vgg(vgg_project):
 def test_end_to_end_images_to_tree_to_reconstruction(vgg_project, decoded_vgg):
     """images -> VGG19 features -> FastL2LiR decoders -> the .mat tree (shapes and dtype of
     the published files) -> a copy of script 2 reconstructs Img0001 from it."""
-    tree_file = data.decoded_feature_path(vgg_project / "data", "natural", "VGG19", "conv5_4",
+    tree_file = layout.decoded_feature_path(vgg_project / "data", "natural", "VGG19", "conv5_4",
                                           "S1", "VC", "Img0001")
     raw = scipy.io.loadmat(tree_file)["feat"]
     assert raw.dtype == np.float32 and raw.shape == (512, 14, 14)
-    fc8 = data.decoded_feature_path(vgg_project / "data", "natural", "VGG19", "fc8", "S1",
+    fc8 = layout.decoded_feature_path(vgg_project / "data", "natural", "VGG19", "fc8", "S1",
                                     "VC", "Img0003")
     assert scipy.io.loadmat(fc8)["feat"].shape == (1, 1000)
-    assert data.load_feat(fc8).shape == (1000,)
+    assert store_features.load_feat(fc8).shape == (1000,)
     store = FeatureStore(vgg_project / "data/features/VGG19/training.h5")
     assert store.labels == TRAIN and store.record["network"] == "VGG19"
     csv = (vgg_project / "data/decodedfeatures/natural/VGG19/decoding_accuracy.csv").read_text()
@@ -256,7 +257,7 @@ def test_script_reads_the_tree_named_by_its_constant(vgg_project, decoded_vgg, t
     other = tmp_path / "project"
     (other / "data").mkdir(parents=True)
     os.symlink(vgg_project / "net", other / "net")
-    for name in (data.IMAGE_MEAN_FILENAME, data.FEAT_STD_FILENAMES["VGG19"]):
+    for name in (layout.IMAGE_MEAN_FILENAME, layout.FEAT_STD_FILENAMES["VGG19"]):
         shutil.copy(vgg_project / "data" / name, other / "data" / name)
     shutil.copytree(vgg_project / "data" / "decodedfeatures", other / "our_tree")
     script = _script2_copy(other / "copy", str(other / "our_tree"))

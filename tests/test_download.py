@@ -15,12 +15,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from icnn_torch import data
+from icnn_torch import _util
 from icnn_torch import download as dl
-from icnn_torch.config import RunPlan, ScriptConfig
-from icnn_torch.data import (MissingDataError, decoded_feature_path, load_fc7_upper_bound,
-                             load_feat)
-from icnn_torch.errors import ConfigError
+from icnn_torch.errors import ConfigError, DamagedFileError, MissingDataError
+from icnn_torch.fetch import http as fetch_http
+from icnn_torch.fetch import items as fetch_items
+from icnn_torch.nets.tables import GENERATOR_PARAMETERS
+from icnn_torch.run.advice import Context, fix_for, render
+from icnn_torch.run.config import RunPlan, ScriptConfig, script_context
+from icnn_torch.store import layout, published
+from icnn_torch.store.features import load_feat
+from icnn_torch.store.layout import decoded_feature_path
+from icnn_torch.store.net_data import load_fc7_upper_bound
 
 from _data_matlab import write_mat_v5
 from _dl_server import FakeRemote
@@ -29,7 +35,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "original"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 5.0
 UNREACHABLE = "http://127.0.0.1:9/unreachable"
-SHIPPED = data.published_files()
+SHIPPED = published.published_files()
 IMAGERY_LABELS = ("Img0001", "Img0005", "Img0009", "Img0008", "Img0003", "Img0010", "Img0021",
                   "Img0022", "Img0020")
 ALL_19 = ["conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3", "conv3_4",
@@ -67,9 +73,9 @@ def remote(monkeypatch):
     point_sources_at(monkeypatch, server.url)
     monkeypatch.delenv("ICNN_TORCH_ASSUME_YES", raising=False)
     monkeypatch.delenv("ICNN_TORCH_ROOT", raising=False)
-    monkeypatch.setattr(dl, "RETRY_WAIT", 0.01)
-    monkeypatch.setattr(data, "published_files", lambda: {**SHIPPED, **{
-        e["name"]: data.FigshareFile(e["name"], e["id"], e["size"], e["computed_md5"])
+    monkeypatch.setattr(fetch_http, "RETRY_WAIT", 0.01)
+    monkeypatch.setattr(published, "published_files", lambda: {**SHIPPED, **{
+        e["name"]: published.FigshareFile(e["name"], e["id"], e["size"], e["computed_md5"])
         for e in server.manifest}})
     try:
         yield server
@@ -96,9 +102,10 @@ def serve_weights(remote, monkeypatch) -> dict:
     remote.add_path("/vgg/VGG_ILSVRC_19_layers.caffemodel", vgg)
     remote.add_path("/lmb/release_deepsim_v0.zip", buffer.getvalue())
     remote.add_path("/raw/fc7.txt", bounds)
-    monkeypatch.setattr(dl, "VGG19_SIZE", len(vgg))
-    monkeypatch.setattr(dl, "VGG19_MD5", md5(vgg))
-    monkeypatch.setattr(dl, "FC7_BOUNDS_MD5", md5(bounds))
+    monkeypatch.setattr(fetch_items, "VGG19_SIZE", len(vgg))
+    monkeypatch.setattr(fetch_items, "VGG19_MD5", md5(vgg))
+    monkeypatch.setattr(fetch_items, "FC7_BOUNDS_MD5", md5(bounds))
+    monkeypatch.setattr(fetch_items, "FC7_BOUNDS_SIZE", len(bounds))
     return {"vgg19": vgg, "generator": generator, "fc7_bounds": bounds}
 
 
@@ -141,16 +148,33 @@ def quiet(**kwargs) -> dict:
     return dict(progress=False, timeout=TIMEOUT, stderr=io.StringIO(), **kwargs)
 
 
+def dl_context(data_dir):
+    """The advice context of the download command with ``--data-dir``."""
+    return Context(data_dir=data_dir)
+
+
+def ensure(names, data_dir="data", net_dir="net", pytorch=False, expected=None, **how):
+    """:func:`icnn_torch.fetch.ensure.ensure_files` with the folders as keywords."""
+    return dl.ensure_files(names, dl.Place.at(data_dir, net_dir, pytorch), dl.Fetching(**how),
+                           expected)
+
+
+def ensure_plan(plan, data_dir="data", net_dir="net", features_dir=None, pytorch=False, **how):
+    """:func:`icnn_torch.fetch.ensure.ensure_plan_files` with the folders as keywords."""
+    return dl.ensure_plan_files(plan, dl.Place.at(data_dir, net_dir, pytorch),
+                                dl.Fetching(**how), features_dir)
+
+
 # --------------------------------------------------------------------------- fetch
 
 def test_good_file_lands_with_md5_verified(remote, tmp_path):
     body = random_bytes(300_000)
     file_id = serve(remote, "estimated_vgg19_cnn_feat_std.mat", body)
-    assert dl.ensure_files(["estimated_vgg19_cnn_feat_std.mat"], data_dir=tmp_path,
+    assert ensure(["estimated_vgg19_cnn_feat_std.mat"], data_dir=tmp_path,
                            assume_yes=True, **quiet()) == ["estimated_vgg19_cnn_feat_std.mat"]
     path = tmp_path / "estimated_vgg19_cnn_feat_std.mat"
     assert path.read_bytes() == body
-    assert data.file_md5(path) == md5(body)
+    assert _util.file_md5(path) == md5(body)
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # no .part, no temp
     assert [r[0] for r in remote.requests] == [f"/files/{file_id}"]  # no API request
     assert path.stat().st_mode & 0o777 == normal_mode(tmp_path)
@@ -160,7 +184,7 @@ def test_corrupted_file_is_rejected_and_removed(remote, tmp_path):
     body = random_bytes(100_000, seed=1)
     serve(remote, "ilsvrc_2012_mean.npy", body, mode="corrupt")
     with pytest.raises(dl.ChecksumError) as info:
-        dl.ensure_files(["mean"], data_dir=tmp_path, assume_yes=True, **quiet())
+        ensure(["mean"], data_dir=tmp_path, assume_yes=True, **quiet())
     message = str(info.value)
     served = bytes((b + 1) % 256 for b in body)
     assert "ilsvrc_2012_mean.npy" in message
@@ -245,11 +269,11 @@ def test_vgg19_size_check_and_download(remote, tmp_path, monkeypatch):
     body = random_bytes(120_000, seed=6)
     remote.add_path("/vgg/VGG_ILSVRC_19_layers.caffemodel", body)
     with pytest.raises(dl.ChecksumError, match=f"{len(body)} bytes, expected 574671192"):
-        dl.ensure_files(["vgg19"], net_dir=tmp_path, assume_yes=True, **quiet())
+        ensure(["vgg19"], net_dir=tmp_path, assume_yes=True, **quiet())
     assert not list(tmp_path.rglob("*.part"))
-    monkeypatch.setattr(dl, "VGG19_SIZE", len(body))
-    monkeypatch.setattr(dl, "VGG19_MD5", md5(body))
-    assert dl.ensure_files(["vgg19"], net_dir=tmp_path, assume_yes=True, **quiet()) == ["vgg19"]
+    monkeypatch.setattr(fetch_items, "VGG19_SIZE", len(body))
+    monkeypatch.setattr(fetch_items, "VGG19_MD5", md5(body))
+    assert ensure(["vgg19"], net_dir=tmp_path, assume_yes=True, **quiet()) == ["vgg19"]
     assert (tmp_path / VGG_REL).read_bytes() == body
 
 
@@ -277,7 +301,7 @@ def test_truncated_caffemodel_is_reported_and_fetched_again(remote, tmp_path, mo
 def test_deepsim_generator_is_taken_from_the_release_zip(remote, tmp_path, monkeypatch):
     bodies = serve_weights(remote, monkeypatch)
     net_dir = tmp_path / "net"
-    assert dl.ensure_files(["generator"], net_dir=net_dir, assume_yes=True, **quiet()) == \
+    assert ensure(["generator"], net_dir=net_dir, assume_yes=True, **quiet()) == \
         ["generator"]
     path = net_dir / "generator_for_inverting_fc7" / "generator.caffemodel"
     assert path.read_bytes() == bodies["generator"]
@@ -287,12 +311,13 @@ def test_deepsim_generator_is_taken_from_the_release_zip(remote, tmp_path, monke
 
 def test_fc7_bounds_from_the_raw_file(remote, tmp_path, monkeypatch):
     values = np.random.default_rng(9).integers(2, 7, 4096)
-    body = " ".join(str(v) for v in values).encode() + b" "
+    body = " ".join(str(v) for v in values).encode() + b"\n"  # 8192 bytes, as the original
+    assert len(body) == fetch_items.FC7_BOUNDS_SIZE
     remote.add_path("/raw/fc7.txt", body)
     with pytest.raises(dl.ChecksumError, match=dl.FC7_BOUNDS_MD5):
-        dl.ensure_files(["fc7_bounds"], data_dir=tmp_path, assume_yes=True, **quiet())
-    monkeypatch.setattr(dl, "FC7_BOUNDS_MD5", md5(body))
-    dl.ensure_files(["fc7_bounds"], data_dir=tmp_path, assume_yes=True, **quiet())
+        ensure(["fc7_bounds"], data_dir=tmp_path, assume_yes=True, **quiet())
+    monkeypatch.setattr(fetch_items, "FC7_BOUNDS_MD5", md5(body))
+    ensure(["fc7_bounds"], data_dir=tmp_path, assume_yes=True, **quiet())
     path = tmp_path / "act_range" / "3x" / "fc7.txt"
     np.testing.assert_array_equal(load_fc7_upper_bound(path), values.astype(np.float32))
 
@@ -301,7 +326,7 @@ def test_fc7_bounds_md5_is_that_of_the_original_file():
     path = SHARED / "act_range" / "3x" / "fc7.txt"
     if not path.is_file():
         pytest.skip(f"{path} not available")
-    assert data.file_md5(path) == dl.FC7_BOUNDS_MD5
+    assert _util.file_md5(path) == dl.FC7_BOUNDS_MD5
 
 
 def test_kamitanilab_pytorch_files_as_alternative(remote, tmp_path, monkeypatch):
@@ -316,23 +341,48 @@ def test_kamitanilab_pytorch_files_as_alternative(remote, tmp_path, monkeypatch)
                          gen_state)
         archive.writestr("bvlc_reference_caffenet_generator_ILSVRC2012_Training/act_range_3x.txt",
                          bounds)
-    monkeypatch.setattr(dl, "KAMITANI_VGG19",
+    monkeypatch.setattr(fetch_items, "KAMITANI_VGG19",
                         dataclasses.replace(dl.KAMITANI_VGG19, md5=md5(vgg_zip.getvalue())))
-    monkeypatch.setattr(dl, "KAMITANI_GENERATOR",
+    monkeypatch.setattr(fetch_items, "KAMITANI_GENERATOR",
                         dataclasses.replace(dl.KAMITANI_GENERATOR, md5=md5(gen_zip.getvalue())))
     remote.add_path(f"/files/{dl.KAMITANI_VGG19.id}", vgg_zip.getvalue())
     remote.add_path(f"/files/{dl.KAMITANI_GENERATOR.id}", gen_zip.getvalue())
+    original = (" ".join(["3"] * 4096) + "\n").encode()  # stands for the original fc7.txt
+    remote.add_path("/raw/fc7.txt", original)
+    monkeypatch.setattr(fetch_items, "FC7_BOUNDS_MD5", md5(original))
     net_dir, data_dir = tmp_path / "net", tmp_path / "data"
-    fetched = dl.ensure_files(["vgg19", "generator", "fc7_bounds"], data_dir=data_dir,
-                              net_dir=net_dir, pytorch=True, assume_yes=True, **quiet())
-    assert fetched == ["vgg19", "generator"]  # the generator bundle brought the bounds
+    fetched = ensure(["vgg19", "generator", "fc7_bounds"], data_dir=data_dir,
+                     net_dir=net_dir, pytorch=True, assume_yes=True, **quiet())
+    # the bundle's bounds are other values than the original's: kept apart, never used as
+    # fc7.txt, which comes from the original source
+    assert fetched == ["vgg19", "generator", "fc7_bounds"]
     assert (net_dir / "VGG_ILSVRC_19_layers" / "VGG_ILSVRC_19_layers.pt").read_bytes() == vgg_state
     assert (net_dir / "generator_for_inverting_fc7" / "generator.pt").read_bytes() == gen_state
-    np.testing.assert_array_equal(load_fc7_upper_bound(data_dir / "act_range/3x/fc7.txt"),
-                                  np.full(4096, 4, np.float32))
+    kept = data_dir / "act_range" / "3x" / fetch_items.BUNDLE_BOUNDS_NAME
+    assert kept.read_bytes() == bounds
+    assert (data_dir / "act_range" / "3x" / "fc7.txt").read_bytes() == original
     assert not list(net_dir.rglob("*.zip"))
     assert [r[0] for r in remote.requests] == [f"/files/{dl.KAMITANI_VGG19.id}",
-                                               f"/files/{dl.KAMITANI_GENERATOR.id}"]
+                                               f"/files/{dl.KAMITANI_GENERATOR.id}",
+                                               "/raw/fc7.txt"]
+
+
+def test_pytorch_bundle_bounds_equal_to_the_original_serve_as_fc7(remote, tmp_path, monkeypatch):
+    """The case where the bundle's act_range_3x.txt is the original file: it is fc7.txt."""
+    bounds = (" ".join(["5"] * 4096) + "\n").encode()
+    gen_zip = io.BytesIO()
+    with zipfile.ZipFile(gen_zip, "w") as archive:
+        archive.writestr("bundle/generator_relu7.pt", b"state")
+        archive.writestr("bundle/act_range_3x.txt", bounds)
+    monkeypatch.setattr(fetch_items, "FC7_BOUNDS_MD5", md5(bounds))
+    monkeypatch.setattr(fetch_items, "KAMITANI_GENERATOR",
+                        dataclasses.replace(dl.KAMITANI_GENERATOR, md5=md5(gen_zip.getvalue())))
+    remote.add_path(f"/files/{dl.KAMITANI_GENERATOR.id}", gen_zip.getvalue())
+    data_dir = tmp_path / "data"
+    assert ensure(["generator", "fc7_bounds"], data_dir=data_dir, net_dir=tmp_path / "net",
+                  pytorch=True, assume_yes=True, **quiet()) == ["generator"]
+    assert (data_dir / "act_range" / "3x" / "fc7.txt").read_bytes() == bounds
+    assert [r[0] for r in remote.requests] == [f"/files/{dl.KAMITANI_GENERATOR.id}"]
 
 
 def test_pytorch_zip_with_unexpected_contents_is_reported(remote, tmp_path, monkeypatch):
@@ -340,11 +390,11 @@ def test_pytorch_zip_with_unexpected_contents_is_reported(remote, tmp_path, monk
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("a.pt", b"1")
         archive.writestr("b.pt", b"2")
-    monkeypatch.setattr(dl, "KAMITANI_VGG19",
+    monkeypatch.setattr(fetch_items, "KAMITANI_VGG19",
                         dataclasses.replace(dl.KAMITANI_VGG19, md5=md5(buffer.getvalue())))
     remote.add_path(f"/files/{dl.KAMITANI_VGG19.id}", buffer.getvalue())
     with pytest.raises(dl.DownloadError, match="a.pt, b.pt"):
-        dl.ensure_files(["vgg19"], net_dir=tmp_path, pytorch=True, assume_yes=True, **quiet())
+        ensure(["vgg19"], net_dir=tmp_path, pytorch=True, assume_yes=True, **quiet())
 
 
 # --------------------------------------------------------------------------- zips
@@ -355,7 +405,7 @@ def test_zip_unpacks_to_the_original_layout(remote, tmp_path, layout):
     body, arrays = feature_zip(tmp_path, "color_shape", "VGG19", "conv3_4", "S2", layout=layout)
     serve(remote, name, body)
     data_dir = tmp_path / "data"
-    assert dl.ensure_files([name], data_dir=data_dir, assume_yes=True, **quiet()) == [name]
+    assert ensure([name], data_dir=data_dir, assume_yes=True, **quiet()) == [name]
     folder = data_dir / "decodedfeatures" / "color_shape" / "VGG19" / "conv3_4" / "S2"
     for (roi, label), feat in arrays.items():
         path = decoded_feature_path(data_dir, "color_shape", "VGG19", "conv3_4", "S2", roi, label)
@@ -421,7 +471,7 @@ def test_every_published_file_is_reachable_from_a_plan():
                                  (("S1",), [f"pool{i}" for i in range(1, 6)])):
             plan = RunPlan("x", image_type, network, "icnn_lbfgs", "", subjects, ("VC",),
                            ("Img0001",), tuple(layers))
-            data.check_plan(plan)
+            published.check_plan(plan)
             needed |= set(dl.items_for_plan(plan)) - {"vgg19"}
     assert needed == set(SHIPPED)
 
@@ -436,7 +486,7 @@ def test_list_needs_no_network(monkeypatch, capsys, tmp_path):
 
 
 def test_refresh_list_checks_and_caches_the_sizes(remote, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(data, "published_files", lambda: dict(SHIPPED))
+    monkeypatch.setattr(published, "published_files", lambda: dict(SHIPPED))
     remote.manifest = [{"id": f.id, "name": f.name, "size": 1000 + i, "computed_md5": f.md5,
                         "download_url": f"{remote.url}/files/{f.id}"}
                        for i, f in enumerate(SHIPPED.values())]
@@ -468,7 +518,7 @@ def test_refresh_list_checks_and_caches_the_sizes(remote, tmp_path, capsys, monk
 
 def test_unknown_name_is_reported_before_any_request(remote, tmp_path):
     with pytest.raises(dl.DownloadError, match="not a file of figshare article 7033577"):
-        dl.ensure_files(["decodedfeatures-natural-VGG19-pool1-S2.zip"], data_dir=tmp_path,
+        ensure(["decodedfeatures-natural-VGG19-pool1-S2.zip"], data_dir=tmp_path,
                         assume_yes=True, **quiet())
     assert remote.requests == []
 
@@ -498,16 +548,16 @@ def test_selection_is_checked_against_the_published_data():
     pools = dataclasses.replace(six.plan(subjects=["S1", "S2"]), layers=("conv1_1", "pool1"))
     with pytest.raises(ConfigError, match="subject S2: not in the published alphabet features "
                                           "of layer pool1; valid: S1$"):
-        data.check_plan(pools)
-    data.check_plan(dataclasses.replace(pools, subjects=("S1",)))
+        published.check_plan(pools)
+    published.check_plan(dataclasses.replace(pools, subjects=("S1",)))
     with pytest.raises(ConfigError, match="ROI V9.*valid: V1, V2, V3, V4, HVC, VC"):
-        data.check_plan(six.plan(rois=["VC", "V9"]))
+        published.check_plan(six.plan(rois=["VC", "V9"]))
     with pytest.raises(ConfigError, match="network VGG19: .* imagery .*valid: VGG19_leaky"):
-        data.check_plan(dataclasses.replace(six.plan(), image_type="imagery",
+        published.check_plan(dataclasses.replace(six.plan(), image_type="imagery",
                                             labels=("Img0001",)))
     with pytest.raises(ConfigError, match="Img0051.*Img0001, Img0002, ..., Img0050 "
                                           r"\(50 in all\)"):
-        data.check_plan(dataclasses.replace(six.plan(), image_type="natural",
+        published.check_plan(dataclasses.replace(six.plan(), image_type="natural",
                                             labels=("Img0051",)))
     with pytest.raises(ConfigError, match="no script '8_nothing'"):
         ScriptConfig.from_file("8_nothing", root=PROJECT_ROOT)
@@ -570,16 +620,20 @@ def test_script_copy_dry_run_then_download(remote, tmp_path, monkeypatch, capsys
     plan = config.plan()
     bodies = serve_weights(remote, monkeypatch)
     for item in items[len(items) - 4:]:
-        key = data.parse_decoded_feature_zip_name(item)
+        key = layout.parse_decoded_feature_zip_name(item)
         body = random_bytes(3_000, seed=len(item)) if key is None else \
             feature_zip(tmp_path, *key, labels=plan.labels, rois=("VC",))[0]
         serve(remote, item, body)
-    files = data.published_files()
+    files = published.published_files()
     net, data_dir = tmp_path / "net", tmp_path / "data"
     described = {"vgg19": f"vgg19 -> {net / VGG_REL} ({len(bodies['vgg19']):,} bytes)",
+                 # no size of the DeePSiM release is published: the fc7 generator's float32
+                 # weights (56.1 M parameters) as an estimate
                  "generator": f"generator -> {net}/generator_for_inverting_fc7/"
-                              "generator.caffemodel (from release_deepsim_v0.zip)",
-                 "fc7_bounds": f"fc7_bounds -> {data_dir}/act_range/3x/fc7.txt"}
+                              "generator.caffemodel (from release_deepsim_v0.zip; "
+                              f"~{GENERATOR_PARAMETERS * 4 / 1e6:.1f} MB, estimated)",
+                 "fc7_bounds": f"fc7_bounds -> {data_dir}/act_range/3x/fc7.txt "
+                               f"({len(bodies['fc7_bounds']):,} bytes)"}
     expected = [described.get(i) or f"{i} ({files[i].size:,} bytes)" for i in items]
 
     # the dry run, every remote unreachable: the list, from the script file alone
@@ -605,7 +659,7 @@ def test_script_copy_dry_run_then_download(remote, tmp_path, monkeypatch, capsys
     assert served == len(items)
     assert dl.main(["--script", name, "--dry-run"]) == 0
     assert capsys.readouterr().out == ""
-    dl.ensure_plan_files(plan, data_dir=data_dir, net_dir=net, assume_yes=False, **quiet())
+    ensure_plan(plan, data_dir=data_dir, net_dir=net, assume_yes=False, **quiet())
     assert len(remote.requests) == served  # all present: no network
 
 
@@ -626,14 +680,14 @@ def test_plan_fetches_only_what_is_missing(remote, tmp_path, monkeypatch):
     vgg = net_dir / VGG_REL
     vgg.parent.mkdir(parents=True)
     vgg.write_bytes(b"weights")
-    monkeypatch.setattr(dl, "VGG19_SIZE", len(b"weights"))
+    monkeypatch.setattr(fetch_items, "VGG19_SIZE", len(b"weights"))
     data_dir.mkdir()
     (data_dir / "ilsvrc_2012_mean.npy").write_bytes(bodies["ilsvrc_2012_mean.npy"])
     conv_zip = tmp_path / "decodedfeatures-imagery-VGG19_leaky-conv1_1-S1.zip"
     conv_zip.write_bytes(bodies[conv_zip.name])
     dl.unpack_decoded_features_zip(conv_zip, data_dir)
 
-    fetched = dl.ensure_plan_files(plan, data_dir=data_dir, net_dir=net_dir, assume_yes=True,
+    fetched = ensure_plan(plan, data_dir=data_dir, net_dir=net_dir, assume_yes=True,
                                    **quiet())
     assert fetched == ["estimated_vgg19LeakyReluAvePool_cnn_feat_std.mat",
                        "decodedfeatures-imagery-VGG19_leaky-fc7-S1.zip"]
@@ -645,7 +699,7 @@ def test_plan_fetches_only_what_is_missing(remote, tmp_path, monkeypatch):
                                     label).is_file()
     # everything present now: no network at all, even with the server gone
     remote.stop()
-    assert dl.ensure_plan_files(plan, data_dir=data_dir, net_dir=net_dir, assume_yes=None,
+    assert ensure_plan(plan, data_dir=data_dir, net_dir=net_dir, assume_yes=None,
                                 stdin=io.StringIO(), timeout=TIMEOUT) == []
 
 
@@ -655,14 +709,14 @@ def test_non_tty_without_assume_yes_raises_with_the_command(remote, tmp_path):
     plan = ScriptConfig.from_file(arg).plan(subjects=["S1"])
     for assume_yes in (None, False):
         with pytest.raises(MissingDataError) as info:
-            dl.ensure_plan_files(plan, data_dir=tmp_path / "d", net_dir=tmp_path / "n",
-                                 script_arg=arg, assume_yes=assume_yes,
-                                 stdin=io.StringIO("y\n"), timeout=TIMEOUT)
+            ensure_plan(plan, data_dir=tmp_path / "d", net_dir=tmp_path / "n",
+                        assume_yes=assume_yes, stdin=io.StringIO("y\n"), timeout=TIMEOUT)
         message = str(info.value)
-        assert info.value.command == (
-            f"python -m icnn_torch.download --script {arg} --subjects S1 --yes "
-            f"--data-dir {tmp_path / 'd'} --net-dir {tmp_path / 'n'}")
-        assert info.value.command in message
+        context = script_context(arg, plan, tmp_path / "d", tmp_path / "n")
+        command = (f"python -m icnn_torch.download --script {arg} --subjects S1 --yes "
+                   f"--data-dir {tmp_path / 'd'} --net-dir {tmp_path / 'n'}")
+        assert fix_for(info.value, context) == command
+        assert render(info.value, context).endswith(f"Download with: {command}")
         assert "decodedfeatures-imagery-VGG19_leaky-conv1_1-S1.zip" in message
         assert "... and 2 more" in message  # 22 items: vgg19, mean, std, 19 zips
         assert f"vgg19 -> {tmp_path / 'n' / VGG_REL} (574,671,192 bytes)" in message
@@ -677,33 +731,35 @@ def test_command_names_only_what_differs_from_the_script(remote, tmp_path, monke
                             (config.plan(rois=["V1"], labels=["Img0002"]),
                              " --rois V1 --labels Img0002")):
         with pytest.raises(MissingDataError) as info:
-            dl.ensure_plan_files(plan, data_dir=config.path("data"), net_dir=config.path("net"),
-                                 script_arg="shapes copy.py", assume_yes=False)
-        assert info.value.command == \
+            ensure_plan(plan, data_dir=config.path("data"), net_dir=config.path("net"),
+                        assume_yes=False)
+        context = script_context("shapes copy.py", plan, config.path("data"),
+                                 config.path("net"))
+        assert fix_for(info.value, context) == \
             f"python -m icnn_torch.download --script 'shapes copy.py'{selection} --yes"
 
 
 def test_own_decoded_feature_tree_is_checked_on_disk(remote, tmp_path, monkeypatch):
     tree = tmp_path / "decoded_from_fmri"
     for layer in ("conv1_1", "fc8"):
-        path = data.decode_feature_filename(tree, "natural", "VGG19", layer, "S1", "VC", "Img0001")
+        path = layout.decode_feature_filename(tree, "natural", "VGG19", layer, "S1", "VC", "Img0001")
         path.parent.mkdir(parents=True)
         write_mat_v5(path, {"feat": np.ones((2, 2, 2), np.float32)})
     plan = dataclasses.replace(ScriptConfig.from_file(script_path("2")).plan(
         subjects=["S1"], labels=["Img0001"]), layers=("conv1_1", "fc8"))
     with pytest.raises(ConfigError, match=r"subject S2: not in .*conv1_1; valid: S1$"):
-        data.check_plan(dataclasses.replace(plan, subjects=("S1", "S2")), tree)
+        published.check_plan(dataclasses.replace(plan, subjects=("S1", "S2")), tree)
     with pytest.raises(ConfigError, match="image label Img0002: .*VC; valid: Img0001$"):
-        data.check_plan(dataclasses.replace(plan, labels=("Img0002",)), tree)
+        published.check_plan(dataclasses.replace(plan, labels=("Img0002",)), tree)
     with pytest.raises(ConfigError, match="layer fc7: .*valid: conv1_1, fc8$"):
-        data.check_plan(dataclasses.replace(plan, layers=("fc7",)), tree)
+        published.check_plan(dataclasses.replace(plan, layers=("fc7",)), tree)
     serve(remote, "estimated_vgg19_cnn_feat_std.mat", b"std")
     serve(remote, "ilsvrc_2012_mean.npy", b"mean")
     vgg = tmp_path / "net" / VGG_REL
     vgg.parent.mkdir(parents=True)
     vgg.write_bytes(b"w")
-    monkeypatch.setattr(dl, "VGG19_SIZE", 1)
-    assert dl.ensure_plan_files(plan, data_dir=tmp_path / "data", net_dir=tmp_path / "net",
+    monkeypatch.setattr(fetch_items, "VGG19_SIZE", 1)
+    assert ensure_plan(plan, data_dir=tmp_path / "data", net_dir=tmp_path / "net",
                                 features_dir=tree, assume_yes=True, **quiet()) == \
         ["ilsvrc_2012_mean.npy", "estimated_vgg19_cnn_feat_std.mat"]
 
@@ -724,17 +780,18 @@ def test_verify_replaces_damaged_files_that_look_present(remote, tmp_path, capsy
     dl.unpack_decoded_features_zip(zip_path, data_dir)
     feature = decoded_feature_path(data_dir, "natural", "VGG19", "fc7", "S1", "VC", "Img0002")
     feature.write_bytes(feature.read_bytes()[:150])
-    with pytest.raises(data.DamagedFileError) as info:
+    with pytest.raises(DamagedFileError) as info:
         load_feat(feature)
-    assert info.value.command == f"python -m icnn_torch.download --verify --data-dir " \
-                                 f"{data_dir} {name}"
+    assert fix_for(info.value, dl_context(data_dir)) == \
+        f"python -m icnn_torch.download --verify --data-dir {data_dir} {name}"
     args = ["estimated_vgg19_cnn_feat_std.mat", name, "--data-dir", str(data_dir)]
     assert dl.main(args) == 0
     assert "all requested files are present" in capsys.readouterr().err
     assert dl.main(args + ["--verify", "--dry-run"]) == 0
     assert capsys.readouterr().out.splitlines() == [
         f"estimated_vgg19_cnn_feat_std.mat (4,000 bytes) [damaged: the md5 of "
-        f"{data_dir / 'estimated_vgg19_cnn_feat_std.mat'} is not the published {md5(std)}]",
+        f"{data_dir / 'estimated_vgg19_cnn_feat_std.mat'} is {md5(bytes(len(std)))}, not the "
+        f"published {md5(std)}]",
         f"{name} ({len(body):,} bytes) [damaged: {feature} cannot be read]"]
     assert dl.main(args + ["--verify", "--yes", "--no-progress"]) == 0
     assert (data_dir / "estimated_vgg19_cnn_feat_std.mat").read_bytes() == std
@@ -746,7 +803,7 @@ def test_verify_replaces_damaged_files_that_look_present(remote, tmp_path, capsy
 def test_environment_variable_can_say_yes(remote, tmp_path, monkeypatch):
     serve(remote, "ilsvrc_2012_mean.npy", b"mean bytes")
     monkeypatch.setenv("ICNN_TORCH_ASSUME_YES", "1")
-    assert dl.ensure_files(["mean"], data_dir=tmp_path, stdin=io.StringIO(), **quiet()) == \
+    assert ensure(["mean"], data_dir=tmp_path, stdin=io.StringIO(), **quiet()) == \
         ["ilsvrc_2012_mean.npy"]
 
 
@@ -763,10 +820,10 @@ def test_terminal_is_asked_once(remote, tmp_path, answer):
     kwargs = dict(data_dir=tmp_path, stdin=FakeTerminal(answer), stderr=prompt,
                   progress=False, timeout=TIMEOUT)
     if answer == "y\n":
-        assert dl.ensure_files(["std"], **kwargs) == list(dl.FEAT_STD_FILENAMES.values())
+        assert ensure(["std"], **kwargs) == list(layout.FEAT_STD_FILENAMES.values())
     else:
         with pytest.raises(MissingDataError, match="estimated_vgg19_cnn_feat_std.mat"):
-            dl.ensure_files(["std"], **kwargs)
+            ensure(["std"], **kwargs)
         assert remote.requests == []
     assert prompt.getvalue().count("[y/N]") == 1
 

@@ -15,11 +15,12 @@ from PIL import Image
 from _results_tree import PROJECT_ROOT, save_png, save_recon, write_record
 from icnn_torch import evaluate
 from icnn_torch.errors import ConfigError, DamagedFileError
-from icnn_torch.evaluate import (evaluate_results, find_stimulus, load_stimulus,
-                                 read_stimulus_mapping, write_csv)
+from icnn_torch.analysis.stimuli import find_stimulus, load_stimulus, read_stimulus_mapping
+from icnn_torch.analysis.tables import write_csv
+from icnn_torch.evaluate import evaluate_results
 from icnn_torch.metrics import (feature_identification, pairwise_identification, pixcorr,
                                 rgb_to_grey, ssim)
-from icnn_torch.results import find_reconstructions, load_reconstruction
+from icnn_torch.store.results import find_reconstructions, load_reconstruction
 SCRIPT2 = "2_reconstruct_natural_image_without_DGN"
 SCRIPT3 = "3_reconstruct_natural_image_different_combinations_of_CNN_layers"
 SCRIPT4 = "4_reconstruct_shape_image"

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from icnn_torch import jobs as jobs_module
+from icnn_torch.run import jobs as jobs_module
 from icnn_torch._util import atomic_output
-from icnn_torch.jobs import Job, make_jobs, rank_info, split_jobs
+from icnn_torch.run.jobs import Job, make_jobs, rank_info, split_jobs
 from icnn_torch.nets.device import device_for_rank
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +26,7 @@ LAYER_SETS = ["layers-1to1", "layers-1to3", "layers-1to5", "layers-1to7"]
 WORKER = r"""
 import json, os, sys, time
 from icnn_torch._util import atomic_output
-from icnn_torch.jobs import make_jobs, rank_info, split_jobs
+from icnn_torch.run.jobs import make_jobs, rank_info, split_jobs
 results, report = sys.argv[1], sys.argv[2]
 subjects, rois, labels, sets = json.loads(sys.argv[3])
 all_jobs = make_jobs(subjects, rois, labels, sets)

@@ -15,7 +15,9 @@ import torch
 from _engine_helpers import draw_latent, fc7_upper_bounds, random_generator, random_rgb, tiny_encoder
 from caffe_writer import random_vgg19_layers, write_caffemodel
 from icnn_torch import icnn_dgn_gd, icnn_dgn_lbfgs, icnn_gd, icnn_lbfgs
-from icnn_torch.errors import DamagedFileError, NonFiniteError, run_cli
+from icnn_torch.errors import DamagedFileError, NonFiniteError
+from icnn_torch.run.advice import Context, render
+from icnn_torch.run.cli import run_cli
 from icnn_torch.models import load_vgg19
 
 
@@ -32,11 +34,12 @@ def test_caffemodel_with_ff_bytes_inside_fc6_is_refused_at_load(tmp_path, capsys
         load_vgg19(path, device="cpu", cache=False)
     message = str(info.value)
     assert str(path) in message and "'fc6'" in message and "NaN" in message
-    assert "python -m icnn_torch.download --verify vgg19" in message
-    # on the command line: one line, no traceback
+    assert info.value.item == "vgg19"  # the library names the item, not a command
+    # on the command line: one line, no traceback, the command that replaces the file
     assert run_cli(lambda: load_vgg19(path, device="cpu", cache=False), argv=[]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "fc6" in err[0]
+    assert err[0].endswith("replace it with: python -m icnn_torch.download --verify vgg19")
 
 
 def _nan_encoder(device, size: int):
@@ -64,7 +67,12 @@ def test_icnn_gd_stops_on_a_nan_loss(device, disp_every, capsys):
                                   initial_image=random_rgb(1, 16))
     message = str(info.value)
     assert "iteration 1" in message and "nothing is saved" in message
-    assert "--verify" in message and "features" in message
+    assert "weights" in message and "features" in message  # the likely causes
+    # the command line says how to check the weights, and only with a command that checks:
+    # the VGG19 md5 is published, the generator's is not
+    line = render(info.value, Context(uses_generator=True))
+    assert "python -m icnn_torch.download --verify vgg19" in line
+    assert "--verify generator" not in line and "no md5 of the generator" in line
     printed = capsys.readouterr().out.splitlines()
     assert printed == (["iter=1; err=nan;"] if disp_every else [])
 

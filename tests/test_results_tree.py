@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 
 from _results_tree import panel_grid, panel_texts, save_png, save_recon, write_record
-from icnn_torch import evaluate, figure, results
+from icnn_torch import evaluate, figure
 from icnn_torch.errors import ConfigError, DamagedFileError
 from icnn_torch.figure import GID_COLUMN, GID_ROW, GID_TITLE
-from icnn_torch.results import (find_reconstructions, find_script_results, natural_key,
+from icnn_torch.store.layout import RUN_RECORD_NAME
+from icnn_torch.store.results import (find_reconstructions, find_script_results, natural_key,
                                 order_labels, roi_key)
 
 SCRIPT3 = "3_reconstruct_natural_image_different_combinations_of_CNN_layers"
@@ -25,7 +26,7 @@ def test_sort_keys():
         "b", "Img0010", "Img0002", "a"]
 
 
-def test_folders_are_found_by_record_or_original_name(tmp_path):
+def test_folders_are_found_by_record_or_original_name(tmp_path, capsys):
     root = tmp_path / "results"
     write_record(root, SCRIPT4, folder_name="any_name_at_all", subjects_list=["S1"])
     save_recon(root / "any_name_at_all" / "S1" / "VC", "Img0001", GREY)
@@ -49,8 +50,12 @@ def test_folders_are_found_by_record_or_original_name(tmp_path):
     with pytest.raises(ConfigError, match="no script folder nope in .* it has "
                                           "2_from_the_original_code, any_name_at_all"):
         find_script_results(root, ["nope"])
-    with pytest.raises(ConfigError, match="does not exist; run a figure script first"):
+    with pytest.raises(ConfigError, match="nothing_here does not exist"):
         find_script_results(tmp_path / "nothing_here")
+    # the command lines say what to do about it
+    assert evaluate.main([str(tmp_path / "nothing_here"), "--stimuli", str(tmp_path)]) == 1
+    assert figure.main([str(tmp_path / "nothing_here")]) == 1
+    assert capsys.readouterr().err.count("does not exist; run a figure script first") == 2
     (root / "not_a_script" / "run.json").write_text("[1, 2]")
     with pytest.raises(DamagedFileError, match="not an icnn-torch run record"):
         find_script_results(root)
@@ -128,7 +133,7 @@ def test_a_copy_of_a_script_under_a_new_name_is_evaluated_and_drawn(tmp_path, ca
 
 def test_record_free_results_take_the_image_type_given(tmp_path):
     root, stimuli, images = _variant_tree(tmp_path, np.random.default_rng(12))
-    (root / "8_my_variant" / results.RUN_RECORD_NAME).unlink()  # as the original leaves it
+    (root / "8_my_variant" / RUN_RECORD_NAME).unlink()  # as the original leaves it
     recs = find_reconstructions(root)
     assert [r.label for r in recs[:4]] == sorted(VARIANT_LABELS)  # natural order now
     assert {r.image_type for r in recs} == {None}

@@ -26,7 +26,7 @@ import pytest
 import scipy.io
 import scipy.ndimage
 
-from icnn_torch import data
+from icnn_torch.store import layout
 from icnn_torch.download import VGG19_SIZE
 from icnn_torch.models import VGG19_LAYERS, load_vgg19
 from icnn_torch.utils import estimate_cnn_feat_std
@@ -67,8 +67,8 @@ def _features(net, img: np.ndarray) -> dict[str, np.ndarray]:
 def project_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("project")
     net_dir, data_dir = root / "net", root / "data"
-    vgg_path = net_dir / data.VGG19_CAFFEMODEL_RELPATH
-    gen_path = net_dir / data.GENERATOR_CAFFEMODEL_RELPATH
+    vgg_path = net_dir / layout.VGG19_CAFFEMODEL_RELPATH
+    gen_path = net_dir / layout.GENERATOR_CAFFEMODEL_RELPATH
     vgg_path.parent.mkdir(parents=True)
     gen_path.parent.mkdir(parents=True)
     write_caffemodel(vgg_path, random_vgg19_layers(seed=0), fmt="v1", legacy_shapes=True,
@@ -89,7 +89,7 @@ def project_root(tmp_path_factory) -> Path:
             for layer, feat in feats.items():
                 std_samples.setdefault(network, {}).setdefault(layer, []).append(
                     float(estimate_cnn_feat_std(feat)))
-                path = data.decoded_feature_path(data_dir, image_type, network, layer, "S1", roi, label)
+                path = layout.decoded_feature_path(data_dir, image_type, network, layer, "S1", roi, label)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 value = feat.reshape(1, -1) if layer.startswith("fc") else feat
                 if i == 0 and layer == "fc7":  # one MATLAB v7.3 file per image type
@@ -97,13 +97,15 @@ def project_root(tmp_path_factory) -> Path:
                 else:
                     scipy.io.savemat(path, {"feat": value})
     for network, per_layer in std_samples.items():
-        scipy.io.savemat(data.feat_std_path(data_dir, network),
+        scipy.io.savemat(layout.feat_std_path(data_dir, network),
                          {layer: np.float32([[np.mean(v)]]) for layer, v in per_layer.items()})
-    bounds = data.fc7_bounds_path(data_dir)
+    bounds = layout.fc7_bounds_path(data_dir)
     bounds.parent.mkdir(parents=True)
-    bounds.write_text(" ".join(str(v) for v in rng.integers(2, 7, 4096)))
+    # one-digit integers 2..6 and a newline: 8,192 bytes, the original file's size, which the
+    # downloader checks
+    bounds.write_text(" ".join(str(v) for v in rng.integers(2, 7, 4096)) + "\n")
     mean = np.stack([np.full((256, 256), m) for m in (104.0, 116.7, 122.7)]).astype(np.float64)
-    np.save(data.image_mean_path(data_dir), mean)
+    np.save(layout.image_mean_path(data_dir), mean)
     return root
 
 
@@ -301,7 +303,37 @@ def test_an_edited_copy_of_a_script_runs_and_records_itself(project_root, tmp_pa
     assert record["script"] == name and record["network"] == "VGG19"
     assert record["layer_sets"] is None
     assert record["snapshot_every"] == 1 and record["batch_size"] == 1
-    assert record["device"] == "cpu"
+    # what really ran: every option of the engine (the script's, and the defaults), the
+    # device, the versions and the weight files
+    import inspect
+    import scipy
+    import torch
+    from icnn_torch import __version__
+    from icnn_torch.recon.engines import engine_info
+    engine = engine_info(expected["engine"]).load()
+    keywords = set(inspect.signature(engine.reconstruct_image).parameters) - {
+        "features", "net", "net_gen", "save_intermediate", "save_intermediate_every"}
+    assert set(record["engine_options"]) == keywords
+    assert record["engine_options"]["loss_type"] == "l2"
+    [run] = record["runs"]
+    assert run["device"].startswith("cpu") and run["rank"] == 0 and run["world_size"] == 1
+    assert run["versions"]["icnn_torch"] == __version__
+    assert run["versions"]["torch"] == torch.__version__
+    assert run["versions"]["numpy"] == np.__version__
+    assert run["versions"]["scipy"] == scipy.__version__
+    files = {Path(f["path"]).name: f for f in run["files"]}
+    for weights in ("VGG_ILSVRC_19_layers.caffemodel", "generator.caffemodel"):
+        path = Path(files[weights]["path"])
+        assert files[weights]["size"] == path.stat().st_size
+    if expected["engine"] == "icnn_dgn_gd":  # the paper's bounds: named with their file
+        bounds = record["engine_options"]["feat_upper_bound"]
+        assert bounds["symbol"] == "fc7_3x" and bounds["file"].endswith("act_range/3x/fc7.txt")
+        assert files["fc7.txt"]["md5"] == bounds["md5"]
+        assert "not the paper's fc7 bounds" not in proc.stdout
+    else:  # icnn_dgn_lbfgs without gen_feat_bounds: the engine's default, and one line says so
+        assert record["engine_options"]["gen_feat_bounds"] is None
+        assert "runs with gen_feat_bounds = None (the engine's default: (0, 100) per unit), " \
+               "not the paper's fc7 bounds" in proc.stdout
     assert Path(record["decoded_features_dir"]).parts[-2:] == ("data", "decodedfeatures")
     iteration_key = "iter_n" if expected["engine"] == "icnn_dgn_gd" else "maxiter"
     assert record["options"][iteration_key] == 2
@@ -320,7 +352,7 @@ def test_an_edited_copy_of_a_script_runs_and_records_itself(project_root, tmp_pa
 def _tree_without_generator(project_root: Path, root: Path) -> Path:
     (root / "net").mkdir(parents=True)
     os.symlink(project_root / "data", root / "data")
-    vgg_dir = (project_root / "net" / data.VGG19_CAFFEMODEL_RELPATH).parent
+    vgg_dir = (project_root / "net" / layout.VGG19_CAFFEMODEL_RELPATH).parent
     os.symlink(vgg_dir, root / "net" / vgg_dir.name)
     return root
 
@@ -391,9 +423,9 @@ def _bad_feature_tree(project_root: Path, tmp_path: Path, bad: np.ndarray) -> Pa
     """A decoded-feature tree with the true conv5_4 file and a replaced fc8 file."""
     tree = tmp_path / "my_decoded"
     for layer in ("conv5_4", "fc8"):
-        src = data.decoded_feature_path(project_root / "data", "alphabet", "VGG19", layer, "S1",
+        src = layout.decoded_feature_path(project_root / "data", "alphabet", "VGG19", layer, "S1",
                                         "VC", "Img0005")
-        dst = data.decode_feature_filename(tree, "alphabet", "VGG19", layer, "S1", "VC",
+        dst = layout.decode_feature_filename(tree, "alphabet", "VGG19", layer, "S1", "VC",
                                            "Img0005")
         dst.parent.mkdir(parents=True)
         if layer == "fc8":
@@ -415,7 +447,7 @@ def test_bad_decoded_features_are_one_line_naming_the_file(project_root, tmp_pat
                           "subjects_list = ['S1']\nimage_label_list = ['Img0005']")
     args = ("--iterations", "1", "--results-dir", str(tmp_path / "results"))
     line = _one_error_line(_run(script, project_root, *args, timeout=180))
-    bad_file = data.decode_feature_filename(tree, "alphabet", "VGG19", "fc8", "S1", "VC", "Img0005")
+    bad_file = layout.decode_feature_filename(tree, "alphabet", "VGG19", "fc8", "S1", "VC", "Img0005")
     assert str(bad_file) in line and message in line
     assert not (tmp_path / "results" / "6_from_my_decoder" / "options.pkl").exists()
     assert not (tmp_path / "results" / "6_from_my_decoder" / "run.json").exists()
@@ -503,8 +535,10 @@ def test_lbfgs_script_saves_float64(project_root, tmp_path):
 
 def test_recon_img_is_saved_as_the_engine_returns_it(project_root, tmp_path, monkeypatch):
     """An engine stand-in returning float64: the .mat holds exactly its array."""
-    from icnn_torch import engines, perf, pipeline
-    from icnn_torch.config import ScriptConfig
+    from icnn_torch import perf
+    from icnn_torch.recon import engines
+    from icnn_torch.run import reconstruct
+    from icnn_torch.run.config import ScriptConfig
 
     returned = np.random.default_rng(3).uniform(-20, 280, (224, 224, 3))  # float64
     calls = []
@@ -524,7 +558,7 @@ def test_recon_img_is_saved_as_the_engine_returns_it(project_root, tmp_path, mon
     monkeypatch.setattr(perf, "retain_freed_memory", lambda: False)  # not in pytest's process
     monkeypatch.setenv("ICNN_TORCH_ROOT", str(project_root))
     cfg = ScriptConfig.from_file(REPO / "6_reconstruct_alphabet_image.py")
-    written = pipeline.run_script(cfg, ["--subjects", "S1", "--labels", "Img0005",
+    written = reconstruct.run_script(cfg, ["--subjects", "S1", "--labels", "Img0005",
                                         "--iterations", "3", "--quiet",
                                         "--results-dir", str(tmp_path / "results")])
     out_dir = tmp_path / "results" / "6_reconstruct_alphabet_image" / "S1" / "VC"

@@ -347,7 +347,7 @@ def _args(tmp_path, *extra):
 
 def test_main_without_weights_names_the_download_command(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # default data/ and net/ folders, all absent
-    status = errors.run_cli(lambda: selfcheck.main([]), [])
+    status = selfcheck.main([])
     err = capsys.readouterr().err
     assert status == 1
     assert err.count("\n") == 1 and err.startswith("error: ")
@@ -356,7 +356,7 @@ def test_main_without_weights_names_the_download_command(tmp_path, monkeypatch, 
 
     # only the pixel cases: the generator is not asked for; other folders are named
     elsewhere = tmp_path / "elsewhere"
-    status = errors.run_cli(lambda: selfcheck.main(_args(elsewhere, "--cases", "icnn_gd_quick")))
+    status = selfcheck.main(_args(elsewhere, "--cases", "icnn_gd_quick"))
     err = capsys.readouterr().err
     assert status == 1 and "generator" not in err.split("Download with:")[1]
     assert f"--data-dir {elsewhere / 'data'}" in err and "vgg19 mean" in err
@@ -373,12 +373,12 @@ def test_main_end_to_end_over_loopback_then_offline(plumbing_tree, small_nets, r
         (tmp_path / "net" / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "net" / rel).write_bytes(b"stand-in")
     loaded = []
-    monkeypatch.setattr("icnn_torch.models.load_vgg19",
+    monkeypatch.setattr("icnn_torch.nets.weights.load_vgg19",
                         lambda path, device=None, img_mean=None: loaded.append(path) or net)
-    monkeypatch.setattr("icnn_torch.models.load_generator",
+    monkeypatch.setattr("icnn_torch.nets.weights.load_generator",
                         lambda path, device=None: loaded.append(path) or gen)
     argv = _args(tmp_path, "--cases", "quick", "--device", "cpu")
-    assert errors.run_cli(lambda: selfcheck.main(argv)) == 0
+    assert selfcheck.main(argv) == 0
     out = capsys.readouterr().out
     assert "4 of 4 cases passed" in out and "built-in constants" in out  # no mean file
     assert len(loaded) == 2
@@ -392,7 +392,7 @@ def test_main_end_to_end_over_loopback_then_offline(plumbing_tree, small_nets, r
     scipy.io.savemat(path, {"recon_img": img + 2 * limit * np.ptp(img)})
     monkeypatch.setitem(selfcheck.REFERENCE_MD5, QUICK[0].path("recon_img.mat"),
                         hashlib.md5(path.read_bytes()).hexdigest())
-    assert errors.run_cli(lambda: selfcheck.main(argv)) == 1
+    assert selfcheck.main(argv) == 1
     out = capsys.readouterr().out
     assert len(remote.requests) == requests  # everything came from the cache
     assert "icnn_gd_quick" in out and "FAIL: img" in out and "3 of 4 cases passed" in out
@@ -406,13 +406,13 @@ def test_main_reports_corrupt_downloads_and_damaged_weights_in_one_line(plumbing
     argv = _args(tmp_path, "--cases", "icnn_gd_quick", "--device", "cpu")
     served = f"/{selfcheck.PINNED_COMMIT}/{selfcheck.ORIG_IMG_PATH}"
     remote.modes[served] = "corrupt"
-    status = errors.run_cli(lambda: selfcheck.main(argv))
+    status = selfcheck.main(argv)
     err = capsys.readouterr().err
     assert status == 1 and err.count("\n") == 1 and "corrupt" in err and "md5" in err
     assert not (selfcheck.reference_folder(tmp_path / "data") / selfcheck.ORIG_IMG_PATH).exists()
 
     remote.modes[served] = "good"
-    status = errors.run_cli(lambda: selfcheck.main(argv))
+    status = selfcheck.main(argv)
     err = capsys.readouterr().err
     assert status == 1 and err.count("\n") == 1
     assert f"{weights} is damaged" in err and "icnn_torch.download" in err and "vgg19" in err
@@ -426,7 +426,7 @@ def _project_root() -> Path:
 
 def _real_setup():
     root = _project_root()
-    from icnn_torch.data import generator_weights_path, vgg19_weights_path
+    from icnn_torch.store.layout import generator_weights_path, vgg19_weights_path
     vgg19, gen = vgg19_weights_path(root / "net"), generator_weights_path(root / "net")
     absent = [str(p) for p in (vgg19, gen) if not p.is_file()]
     if absent:
@@ -466,7 +466,8 @@ def test_cached_real_references_are_whole_and_every_option_reaches_our_engines()
 @pytest.fixture(scope="module")
 def real_setup():
     root, vgg19_path, gen_path = _real_setup()
-    from icnn_torch.data import image_mean_path, load_image_mean
+    from icnn_torch.store.layout import image_mean_path
+    from icnn_torch.store.net_data import load_image_mean
     from icnn_torch.models import default_device, load_generator, load_vgg19
     try:
         folder = selfcheck.fetch_references(selfcheck.CASES, root / "data", progress=False)

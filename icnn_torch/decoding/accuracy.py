@@ -30,6 +30,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from .._util import PathLike
+from ..analysis.tables import write_csv
 
 __all__ = ["METRICS", "profile_correlation", "decoding_accuracy", "accuracy_table",
            "write_accuracy_csv"]
@@ -114,7 +115,6 @@ def decoding_accuracy(pred: np.ndarray, true: np.ndarray, train_mean: np.ndarray
 
 def write_accuracy_csv(rows: Sequence[Mapping[str, object]], path: PathLike):
     """The rows (columns :data:`COLUMNS`) as a CSV, atomically; floats to 6 places."""
-    from ..evaluate import write_csv
     return write_csv([{c: row[c] for c in COLUMNS} for row in rows], path)
 
 

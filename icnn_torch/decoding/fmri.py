@@ -114,7 +114,7 @@ def _published_key(path: Path) -> Optional[Tuple[str, str]]:
 
 def _download_command(paths: Sequence[Path]) -> str:
     """A shell command that fetches the published files among ``paths``."""
-    from ..download import remote_url
+    from ..fetch.http import remote_url
     base = remote_url("figshare_files").rstrip("/")
     lines = []
     for path in paths:
@@ -153,21 +153,20 @@ def ensure_fmri_files(files: Mapping[Tuple[str, str], PathLike], download: str =
         return []
     foreign = [p for p in missing if _published_key(p) is None]
     if foreign:
-        raise MissingDataError(foreign, "(none: these are not the published files; check "
-                               "fmri_files)")
+        raise MissingDataError(foreign, detail="(these are not the published files; check "
+                                               "fmri_files)")
     command = _download_command(missing)
     if download == "ask":
         if not (is_terminal(sys.stdin) and is_terminal(sys.stderr)):
-            raise MissingDataError(missing, command,
-                                   detail="(not asking: standard input is not a terminal; "
-                                          "--yes downloads them)")
+            raise MissingDataError(missing, detail="(not asking: standard input is not a "
+                                                   f"terminal; --yes downloads them: {command})")
         sys.stderr.write("These fMRI files are needed and missing:\n  "
                          + "\n  ".join(map(str, missing)) + "\nDownload them now? [y/N] ")
         sys.stderr.flush()
         download = "yes" if sys.stdin.readline().strip().lower() in ("y", "yes") else "no"
     if download != "yes":
-        raise MissingDataError(missing, command)
-    from ..download import fetch, remote_url
+        raise MissingDataError(missing, detail=f"Download with: {command}")
+    from ..fetch.http import fetch, remote_url
     base = remote_url("figshare_files").rstrip("/")
     fetched = []
     for number, path in enumerate(missing, 1):
@@ -187,19 +186,15 @@ def _check_bdata_file(path: Path) -> None:
     """Raise :class:`DamagedFileError` unless ``path`` is an HDF5 file with BData's
     ``dataset`` and ``metadata``."""
     import h5py
-    command = _download_command([path])
-    command = "" if command.startswith("(") else command
     if not h5py.is_hdf5(str(path)):
-        raise DamagedFileError(path, "not an HDF5 file (truncated, or not a BData file)",
-                               command)
+        raise DamagedFileError(path, "not an HDF5 file (truncated, or not a BData file)")
     with h5py.File(str(path), "r") as f:
         names = set(f.keys())
     # bdpy reads both spellings (BrainDecoderToolbox2 wrote dataSet/metaData)
     absent = [key for key, old in (("dataset", "dataSet"), ("metadata", "metaData"))
               if key not in names and old not in names]
     if absent:
-        raise DamagedFileError(path, f"an HDF5 file without BData's {' and '.join(absent)}",
-                               command)
+        raise DamagedFileError(path, f"an HDF5 file without BData's {' and '.join(absent)}")
 
 
 def open_bdata(path: PathLike) -> "bdpy.BData":
@@ -215,14 +210,13 @@ def open_bdata(path: PathLike) -> "bdpy.BData":
     """
     path = Path(path)
     if not path.is_file():
-        raise MissingDataError(path, _download_command([path]))
+        raise MissingDataError(path, detail=f"Download with: {_download_command([path])}")
     _check_bdata_file(path)
     import bdpy
     try:
         return bdpy.BData(str(path))
     except (OSError, KeyError, ValueError) as err:
-        raise DamagedFileError(path, f"bdpy could not read it ({err})",
-                               _download_command([path])) from err
+        raise DamagedFileError(path, f"bdpy could not read it ({err})") from err
 
 
 def roi_selector(bdata: "bdpy.BData", roi: str, path: PathLike = "the fMRI file") -> str:

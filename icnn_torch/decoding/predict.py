@@ -19,7 +19,7 @@ labels, the units' training ``y_mean`` and ``y_sd`` and, with ``save_decoders``,
 decoders (``voxel_index``, ``weight``, ``bias``, normalised space), plus the settings
 that made it (JSON attribute ``settings``). A later run skips a job whose file exists with
 the same settings and refuses one made with other settings. Jobs are independent: the
-list is split over processes with :func:`icnn_torch.jobs.split_jobs`.
+list is split over processes with :func:`icnn_torch.run.jobs.split_jobs`.
 
 When all chunks of a (subject, ROI, layer) exist, they are assembled into the original's
 decoded-feature tree::
@@ -29,7 +29,7 @@ decoded-feature tree::
 
 one file per test image (or trial), variable ``feat``, float32, shaped as the published
 files: (C, H, W) for conv and pool layers, 1 x N for fc layers (read back as (N,) by
-:func:`icnn_torch.data.load_feat`), each written atomically. A hidden
+:func:`icnn_torch.store.features.load_feat`), each written atomically. A hidden
 ``.assembled.json`` in the ROI folder records which chunk files it was made from.
 """
 
@@ -77,7 +77,7 @@ def make_chunk_jobs(subjects: Sequence[str], rois: Sequence[str], layers: Sequen
                     layer_units: Mapping[str, int], units_per_chunk: int) -> List[ChunkJob]:
     """Every job, subject-major, then ROI, layer (in the given order) and chunk: every
     process builds the same list, and the round-robin split of
-    :func:`icnn_torch.jobs.split_jobs` keeps each process on one subject and ROI at a
+    :func:`icnn_torch.run.jobs.split_jobs` keeps each process on one subject and ROI at a
     time."""
     return [ChunkJob(subject, roi, layer, start, stop)
             for subject in subjects for roi in rois for layer in layers
@@ -249,8 +249,8 @@ def read_chunk(path: PathLike, names: Sequence[str] = ("prediction",)) -> dict:
             out["items"] = [s.decode("utf-8") if isinstance(s, bytes) else str(s)
                             for s in f["items"][()]]
     except (OSError, KeyError, ValueError) as err:
-        raise DamagedFileError(path, f"not a decoding chunk file ({err})",
-                               "delete it; the next run redoes that chunk") from err
+        raise DamagedFileError(path, f"not a decoding chunk file ({err}); once it is deleted "
+                                     "the next run redoes that chunk") from err
     return out
 
 
@@ -342,14 +342,14 @@ def assemble_layer(tree_dir: PathLike, image_type: str, network: str, layer: str
         chunk = read_chunk(path)
         if chunk["items"] != items:
             raise DamagedFileError(path, f"its test items differ from those of "
-                                   f"{chunk_files[0].name}", "delete the folder's chunk "
-                                   "files; the next run redoes them")
+                                   f"{chunk_files[0].name}; once the folder's chunk files are "
+                                   "deleted the next run redoes them")
         parts.append(chunk["prediction"])
     prediction = np.concatenate(parts, axis=1)
     units = int(np.prod(shape))
     if prediction.shape[1] != units:
         raise DamagedFileError(roi_dir, f"the chunks of {layer} hold {prediction.shape[1]} "
-                               f"units, the layer has {units}", "")
+                               f"units, the layer has {units}")
     for item, path, row in zip(items, files, prediction):
         write_feat(path, row.reshape(tuple(shape)) if len(shape) > 1 else row)
     with atomic_output(roi_dir / ASSEMBLED_NAME) as tmp:

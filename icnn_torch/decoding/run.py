@@ -10,8 +10,8 @@ repeated run continues where it stopped) and each selectable with ``--stages``:
     (:mod:`icnn_torch.decoding.store`). Done by rank 0; other ranks wait for it.
 ``decode``
     One job per (subject, ROI, layer, unit chunk) (:mod:`icnn_torch.decoding.predict`),
-    split over processes by :func:`icnn_torch.jobs.rank_info` and
-    :func:`icnn_torch.jobs.split_jobs` (``torchrun``, SLURM arrays); each (subject,
+    split over processes by :func:`icnn_torch.run.jobs.rank_info` and
+    :func:`icnn_torch.run.jobs.split_jobs` (``torchrun``, SLURM arrays); each (subject,
     ROI, layer) whose chunks are all done is written to the decoded-feature tree.
 ``accuracy``
     Profile and pattern correlation and pairwise identification against the test
@@ -44,7 +44,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .._util import PathLike, atomic_output, is_terminal
-from ..errors import ConfigError, run_cli
+from ..errors import ConfigError
+from ..run.cli import run_cli
 
 __all__ = ["DecodeConfig", "STAGES", "run_decoding", "main"]
 
@@ -356,14 +357,17 @@ def _build_encoder(run: _Run, device):
     if cfg.encoder is not None:
         encoder = cfg.encoder(device)
     else:
-        from .. import data, download
+        from ..fetch.ensure import Fetching, ensure_files
+        from ..fetch.items import Place
         from ..nets.weights import load_vgg19
+        from ..store.layout import image_mean_path, vgg19_weights_path
+        from ..store.net_data import load_image_mean
         data_dir, net_dir = run.out(cfg.data_dir), run.out(cfg.net_dir)
         assume = {"yes": True, "no": False}.get(run.download)
-        download.ensure_files(["vgg19"], data_dir=data_dir, net_dir=net_dir, assume_yes=assume)
-        mean, source = data.load_image_mean(data.image_mean_path(data_dir))
+        ensure_files(["vgg19"], Place.at(data_dir, net_dir), Fetching(assume_yes=assume))
+        mean, source = load_image_mean(image_mean_path(data_dir))
         _say(source)
-        encoder = load_vgg19(data.vgg19_weights_path(net_dir), KNOWN_NETWORKS[cfg.network],
+        encoder = load_vgg19(vgg19_weights_path(net_dir), KNOWN_NETWORKS[cfg.network],
                              device=device, img_mean=mean)
     names = getattr(encoder, "layer_names", None)
     if names is not None:
@@ -468,7 +472,7 @@ def _assemble_if_complete(run: _Run, store, subject: str, roi: str, layer: str) 
 def _stage_decode(run: _Run, cache: _FmriCache, label_map: Mapping[str, str]) -> None:
     from tqdm import tqdm
 
-    from ..jobs import split_jobs
+    from ..run.jobs import split_jobs
     from .decoders import make_decoder
     from .predict import (chunk_done, chunk_path, decode_chunk, make_chunk_jobs,
                           prepare_training_set, write_chunk)
@@ -531,7 +535,7 @@ def _stage_decode(run: _Run, cache: _FmriCache, label_map: Mapping[str, str]) ->
 def _stage_accuracy(run: _Run, label_map: Mapping[str, str]) -> None:
     import numpy as np
 
-    from ..data import load_feat
+    from ..store.features import load_feat
     from .accuracy import (accuracy_table, decoding_accuracy, rows_in_order,
                            write_accuracy_csv)
     from .predict import read_chunk, tree_path
@@ -604,7 +608,7 @@ def run_decoding(cfg: DecodeConfig, argv: Optional[Sequence[str]] = None) -> Non
     """
     args = _parse(cfg, sys.argv[1:] if argv is None else argv)
     run = _resolve(cfg, args)
-    from ..jobs import rank_info
+    from ..run.jobs import rank_info
     from .fmri import ensure_fmri_files
     try:
         run.rank, run.world_size, run.local_rank = rank_info()

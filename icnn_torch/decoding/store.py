@@ -110,7 +110,7 @@ def _describe(record: dict) -> str:
 def find_images(images_dir: PathLike, labels: Sequence[str],
                 alternatives: Optional[Sequence[Optional[str]]] = None) -> List[Path]:
     """The image file of each label: ``<images_dir>/<label>.<ext>`` (extensions of
-    :data:`icnn_torch.evaluate.STIMULUS_EXTENSIONS`, any case).
+    :data:`icnn_torch.analysis.stimuli.STIMULUS_EXTENSIONS`, any case).
 
     Parameters
     ----------
@@ -123,7 +123,7 @@ def find_images(images_dir: PathLike, labels: Sequence[str],
     MissingDataError
         Naming every label without an image (and the folder).
     """
-    from ..evaluate import STIMULUS_EXTENSIONS, find_stimulus
+    from ..analysis.stimuli import STIMULUS_EXTENSIONS, find_stimulus
     folder = Path(images_dir)
     found, missing = [], []
     for i, label in enumerate(labels):
@@ -135,9 +135,9 @@ def find_images(images_dir: PathLike, labels: Sequence[str],
         found.append(path)
     if missing:
         raise MissingDataError(
-            missing, f"(none: the stimulus images are available from the authors on "
+            missing, detail=f"The stimulus images are available from the authors on "
             f"request, {IMAGE_REQUEST_URL}; name each file <label><ext>, ext one of "
-            f"{', '.join(STIMULUS_EXTENSIONS[:4])}...)",
+            f"{', '.join(STIMULUS_EXTENSIONS[:4])}...",
             title=f"{len(missing)} of {len(labels)} images have no file in {folder}:")
     return found
 
@@ -160,8 +160,8 @@ class FeatureStore:
         import h5py
         self.path = Path(path)
         if not self.path.is_file():
-            raise MissingDataError(self.path, "(none: computed by decode_features.py from "
-                                   "the images)")
+            raise MissingDataError(self.path, detail="(computed by decode_features.py from "
+                                                     "the images)")
         try:
             with h5py.File(self.path, "r", locking=False) as f:
                 self.record = json.loads(f.attrs["record"])
@@ -171,8 +171,8 @@ class FeatureStore:
                 self._shapes = {name: tuple(int(s) for s in ds.attrs["shape"])
                                 for name, ds in f["features"].items()}
         except (OSError, KeyError, ValueError) as err:
-            raise DamagedFileError(self.path, f"not a features file of icnn-torch ({err})",
-                                   "delete it; the next run recomputes it") from err
+            raise DamagedFileError(self.path, f"not a features file of icnn-torch ({err}); "
+                                   "once it is deleted the next run recomputes it") from err
         if self.record.get("format") != STORE_FORMAT:
             raise DamagedFileError(self.path, "not a features file of icnn-torch")
 
@@ -269,7 +269,7 @@ def _layer_shapes(encoder, layers: Sequence[str], device) -> Dict[str, tuple]:
 
 
 def _load_batch(paths: Sequence[Path], size, img_mean) -> np.ndarray:
-    from ..evaluate import load_stimulus
+    from ..analysis.stimuli import load_stimulus
     from ..utils import img_preprocess
     return np.stack([img_preprocess(load_stimulus(p, size=tuple(size)), img_mean)
                      for p in paths])

@@ -6,7 +6,7 @@ the decoding entry point, the self-check) takes it from :func:`choose_device`.
 
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Union
 
 import torch
 

@@ -13,7 +13,8 @@ import numpy as np
 
 __all__ = ["VGG19_TABLE", "VGG19_TORCHVISION_KEYS", "GENERATOR_TABLE", "VGG19_LAYERS", "VGG19_FEATURE_LAYERS", "VGG19_INPUT_SIZE", "IMAGENET_MEAN_BGR",
            "GENERATOR_INPUT_SIZE", "GENERATOR_OUTPUT_SIZE", "GENERATOR_LEAKY_SLOPE",
-           "FC7_UNITS"]
+           "FC7_UNITS", "VGG19_FEATURE_SHAPES", "GENERATOR_PARAMETERS",
+           "VGG19_PARAMETERS"]
 
 #: Per-channel mean of the original ``ilsvrc_2012_mean.npy`` (B, G, R, 0..255 scale): the
 #: default input convention of the nets, and what the scripts use when the file is absent.
@@ -76,3 +77,27 @@ VGG19_FEATURE_LAYERS: tuple[str, ...] = tuple(name for name, kind, *_ in VGG19_T
 
 #: Units of fc7, the generator's input.
 FC7_UNITS = GENERATOR_INPUT_SIZE
+
+
+def _feature_shapes() -> dict[str, tuple[int, ...]]:
+    side, shapes = VGG19_INPUT_SIZE[0], {}
+    for name, kind, _n_in, n_out in VGG19_TABLE:
+        if kind == "pool":
+            side //= 2
+        shapes[name] = (n_out,) if kind == "fc" else (n_out, side, side)
+    return shapes
+
+
+#: The shape of each VGG19 feature at a 224x224 input, without the batch axis: (C, H, W)
+#: for conv/pool layers, (N,) for fc layers.
+VGG19_FEATURE_SHAPES: dict[str, tuple[int, ...]] = _feature_shapes()
+
+#: Learned parameters of the DeePSiM fc7 generator (weights and biases).
+GENERATOR_PARAMETERS: int = sum(
+    n_in * n_out + n_out if kind == "fc" else n_in * n_out * k * k + n_out
+    for _name, kind, n_in, n_out, k, _s, _p in GENERATOR_TABLE)
+
+#: Learned parameters of VGG19 (weights and biases).
+VGG19_PARAMETERS: int = sum(
+    n_in * n_out + n_out if kind == "fc" else n_in * n_out * 9 + n_out
+    for _name, kind, n_in, n_out in VGG19_TABLE if kind != "pool")

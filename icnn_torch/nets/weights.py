@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import os
 import pickle
-import shlex
 import warnings
-from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -27,8 +25,6 @@ from .device import choose_device
 from .generator import DeePSiMGenerator
 from .tables import VGG19_TORCHVISION_KEYS
 from .vgg19 import VGG19
-from ..data import (DEFAULT_NET_DIR, GENERATOR_CAFFEMODEL_RELPATH, GENERATOR_PT_RELPATH,
-                    VGG19_CAFFEMODEL_RELPATH, VGG19_PT_RELPATH, download_command)
 
 __all__ = ["load_vgg19", "load_generator", "WeightFileError"]
 
@@ -92,46 +88,23 @@ def _cache_path(path: str, tag: str) -> str:
     return f"{path}.{tag}.pt"
 
 
-#: Where the download command puts each weight file (caffemodel and .pt) in a net folder.
-_WEIGHT_RELPATHS = {"vgg19": (VGG19_CAFFEMODEL_RELPATH, VGG19_PT_RELPATH),
-                    "generator": (GENERATOR_CAFFEMODEL_RELPATH, GENERATOR_PT_RELPATH)}
-
-
 class WeightFileError(CaffeModelError, DamagedFileError):
     """A weight file that cannot be loaded into its net: a :class:`DamagedFileError` (path,
-    reason, the command that replaces it) that is also the reader's ``CaffeModelError``."""
-
-
-def _download_command(path: str, tag: str, damaged: bool = False) -> str:
-    """The command that fetches ``tag`` (``vgg19`` or ``generator``) to ``path``, with
-    ``--net-dir`` when ``path`` is the file of another net folder, ``--pytorch`` for a
-    ``.pt`` file. For a damaged file:
-    ``--verify`` for the VGG19 caffemodel (the download command knows its md5 and replaces
-    it), else delete it first (no md5 of the other weight files is published)."""
-    net_dir = DEFAULT_NET_DIR
-    for rel in _WEIGHT_RELPATHS[tag]:
-        if Path(path).parts[-len(rel.parts):] == rel.parts:
-            net_dir = Path(path).parents[len(rel.parts) - 1]
-    pytorch = "" if path.endswith(".caffemodel") else "--pytorch"  # KamitaniLab's .pt
-    if not damaged:
-        return download_command([tag], net_dir=net_dir, extra_args=pytorch)
-    if tag == "vgg19" and not pytorch:
-        return download_command([tag], net_dir=net_dir, extra_args="--verify")
-    return f"rm {shlex.quote(path)} && " \
-        f"{download_command([tag], net_dir=net_dir, extra_args=pytorch)}"
+    reason, download item ``vgg19`` or ``generator``) that is also the reader's
+    ``CaffeModelError``."""
 
 
 def _load_or_convert(module: nn.Module, path: str, tag: str, cache: bool,
                      aliases: Mapping[str, str] | None) -> None:
     """Load ``module``'s weights from a caffemodel (with a state_dict cache) or a .pt file."""
     if not os.path.exists(path):
-        raise MissingDataError(path, _download_command(path, tag))
+        raise MissingDataError(path, [tag])
     try:
         _read_weights(module, path, tag, cache, aliases)
     except (CaffeModelError, pickle.UnpicklingError, EOFError, RuntimeError) as err:
         # torch.load of a cut or foreign .pt raises UnpicklingError, EOFError or RuntimeError
         reason = " ".join(str(err).split()).removeprefix(f"{path}: ")
-        raise WeightFileError(path, reason, _download_command(path, tag, damaged=True)) from err
+        raise WeightFileError(path, reason, tag) from err
     _check_finite(module, path, tag)
 
 
@@ -142,7 +115,7 @@ def _check_finite(module: nn.Module, path: str, tag: str) -> None:
         for kind in ("weight", "bias"):
             if not bool(torch.isfinite(getattr(layer, kind)).all()):
                 raise DamagedFileError(path, f"layer {name!r} has non-finite {kind} values "
-                                       "(NaN or inf)", _download_command(path, tag, damaged=True))
+                                       "(NaN or inf)", tag)
 
 
 def _read_weights(module: nn.Module, path: str, tag: str, cache: bool,

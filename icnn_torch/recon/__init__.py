@@ -10,7 +10,9 @@
 - :mod:`~icnn_torch.recon.lbfgs`: the L-BFGS-B driver (scipy);
 - :mod:`~icnn_torch.recon.progress`: the loss record, progress lines and bar;
 - :mod:`~icnn_torch.recon.snapshots`: intermediate results (``save_intermediate``);
-- :mod:`~icnn_torch.recon.problem`: what an engine derives from its arguments.
+- :mod:`~icnn_torch.recon.problem`: what an engine derives from its arguments;
+- :mod:`~icnn_torch.recon.engines`: the registry of the four engines (what each needs and
+  takes; no torch).
 
 The engines themselves (:mod:`icnn_torch.icnn_gd`, ...) are short adapters with the
 original's signatures.

@@ -45,8 +45,7 @@ __all__ = ["Reporter", "non_finite_message"]
 def non_finite_message(what: str, value, where: str) -> str:
     """The message of a reconstruction stopped by a non-finite loss or gradient."""
     return (f"the {what} became {value} at {where}; nothing is saved for this "
-            "reconstruction. Likely causes: damaged network weights (check them with "
-            "`python -m icnn_torch.download --verify vgg19 generator`) or target features "
+            "reconstruction. Likely causes: damaged network weights, or target features "
             "with NaN, infinite or huge values")
 
 

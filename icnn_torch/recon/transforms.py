@@ -25,7 +25,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..utils import tv_norm_torch
 
 __all__ = ["Schedule", "normalise_per_image", "StepHook", "Jitter", "PNormRegulariser",
            "TVRegulariser", "ClipExtreme", "ClipSmallNorm", "ClipSmallContribution",
@@ -80,6 +79,17 @@ def _per_image_quantile(values: Tensor, q: float) -> Tensor:
 
 def _pct(value: float) -> float:
     return min(max(float(value), 0.0), 100.0)
+
+
+def tv_norm_torch(x: torch.Tensor, beta: float) -> torch.Tensor:
+    """Differentiable total variation of (..., H, W) tensors, summed (see :func:`TV_norm`)."""
+    dh = torch.zeros_like(x)
+    dw = torch.zeros_like(x)
+    dh[..., :-1, :] = x[..., 1:, :] - x[..., :-1, :]
+    dw[..., :, :-1] = x[..., :, 1:] - x[..., :, :-1]
+    sq = dh * dh + dw * dw
+    # (sq)^(beta/2) has an infinite slope at 0 for beta < 2; keep it finite there.
+    return torch.where(sq > 0, sq.clamp_min(1e-10) ** (beta / 2.0), torch.zeros_like(sq)).sum()
 
 
 class Jitter(StepHook):

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Optional, Sequence, TypeVar
 
+from ..store.layout import job_dir
+
 __all__ = ["Job", "make_jobs", "rank_info", "split_jobs"]
 
 T = TypeVar("T")
@@ -59,8 +61,7 @@ class Job:
     layer_set: Optional[str] = None
 
     def result_dir(self, script_results_dir: str | os.PathLike) -> Path:
-        """Folder of this job's outputs (:func:`icnn_torch.results.job_dir`)."""
-        from .results import job_dir
+        """Folder of this job's outputs (:func:`icnn_torch.store.layout.job_dir`)."""
         return job_dir(script_results_dir, self.subject, self.roi, self.layer_set)
 
 

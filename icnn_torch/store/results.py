@@ -1,4 +1,4 @@
-"""The results tree: where a run's outputs go, what they are called, and its run record.
+"""The results tree: writing a reconstruction as the scripts do, and reading a tree back.
 
 The original's layout, kept exactly so that existing MATLAB and Python analyses find
 their files::
@@ -13,10 +13,10 @@ their files::
 
 The layer-set level is script 3's (``layers-1to1`` ... ``layers-1to7``).
 
-The run record (:data:`RUN_RECORD_NAME`) is a JSON file that says what the script
-folder holds: image type, network, engine, subjects, ROIs, image labels in the script's
-order, layers or layer sets, and the options. ``evaluate`` and ``figure`` read it, so a
-copy of a script under any name is found and drawn with no table of ours naming it.
+Paths and names are those of :mod:`icnn_torch.store.layout`. The run record ``run.json``
+(:mod:`icnn_torch.store.record`) says what a script folder holds; ``evaluate`` and
+``figure`` read it, so a copy of a script under any name is found and drawn with no
+table of ours naming it.
 
 Reading a tree back (:func:`find_script_results`, :func:`find_reconstructions`): a
 script folder is one with a run record (any name), or, for results of the original
@@ -24,12 +24,11 @@ code, which wrote none, one whose name starts with ``<digits>_``. Its subjects, 
 layer sets and labels are put in the record's order (labels: the columns of the
 script's figure); values the record does not list, and every value of a folder without
 a record, follow in natural order (``S2 < S10``; ROIs from low to high visual areas,
-:data:`ROI_ORDER`). Without a record the image type is unknown (``None``).
+:data:`~icnn_torch.store.published.ROI_ORDER`). Without a record the image type is unknown (``None``).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -37,45 +36,19 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
+import PIL.Image
+import scipy.io
 
-from ._util import PathLike, atomic_output
-from .errors import ConfigError, DamagedFileError, OutputError
+from .._util import PathLike, atomic_output
+from ..errors import ConfigError, DamagedFileError, OutputError
+from ..utils import clip_extreme_value, normalise_img
+from .layout import RUN_RECORD_NAME, recon_jpg_path, recon_mat_path
+from .published import ROI_ORDER
+from .record import read_run_record
 
-__all__ = ["RUN_RECORD_NAME", "OPTIONS_NAME", "job_dir", "recon_mat_path", "recon_jpg_path",
-           "snapshot_dir", "display_image", "save_reconstruction", "is_done",
-           "write_run_record", "read_run_record", "ROI_ORDER", "RECON_FORMS", "natural_key",
+__all__ = ["display_image", "save_reconstruction", "RECON_FORMS", "natural_key",
            "roi_key", "order_labels", "Reconstruction", "ScriptResults",
            "find_script_results", "find_reconstructions", "load_reconstruction"]
-
-RUN_RECORD_NAME = "run.json"
-OPTIONS_NAME = "options.pkl"
-#: Marks a JSON file as our run record, with the version of its layout.
-RUN_RECORD_FORMAT = "icnn-torch run record"
-RUN_RECORD_VERSION = 1
-
-
-def job_dir(script_results: PathLike, subject: str, roi: str,
-            layer_set: Optional[str] = None) -> Path:
-    """``<script results>/[<layer set>/]<subject>/<roi>``."""
-    root = Path(script_results)
-    if layer_set is not None:
-        root = root / layer_set
-    return root / subject / roi
-
-
-def recon_mat_path(out_dir: PathLike, label: str) -> Path:
-    """``<out_dir>/recon_img-<label>.mat``."""
-    return Path(out_dir) / f"recon_img-{label}.mat"
-
-
-def recon_jpg_path(out_dir: PathLike, label: str) -> Path:
-    """``<out_dir>/recon_img_normalized-<label>.jpg``."""
-    return Path(out_dir) / f"recon_img_normalized-{label}.jpg"
-
-
-def snapshot_dir(out_dir: PathLike, label: str) -> Path:
-    """``<out_dir>/snapshots/image-<label>``."""
-    return Path(out_dir) / "snapshots" / f"image-{label}"
 
 
 def display_image(img: np.ndarray) -> np.ndarray:
@@ -87,7 +60,6 @@ def display_image(img: np.ndarray) -> np.ndarray:
     img : ndarray, (H, W, 3)
         RGB on the 0..255 scale, not clipped.
     """
-    from .utils import clip_extreme_value, normalise_img
     return normalise_img(clip_extreme_value(img, pct=4))
 
 
@@ -96,16 +68,13 @@ def save_reconstruction(out_dir: PathLike, label: str, img: np.ndarray) -> None:
 
     The ``.mat`` holds ``img`` as given (its dtype kept: float64 from the L-BFGS engines,
     float32 from the GD engines). Each file goes through a temporary name; the job
-    counts as done (:func:`is_done`) only once both exist.
+    counts as done (:func:`~icnn_torch.store.layout.is_done`) only once both exist.
 
     Raises
     ------
     OutputError
         The folder cannot be written (read-only, disk full...); nothing is left half-written.
     """
-    import PIL.Image
-    import scipy.io
-
     out_dir = Path(out_dir)
     try:
         with atomic_output(recon_jpg_path(out_dir, label)) as tmp:
@@ -114,63 +83,10 @@ def save_reconstruction(out_dir: PathLike, label: str, img: np.ndarray) -> None:
             scipy.io.savemat(tmp, {"recon_img": img})
     except OSError as err:
         raise OutputError(f"cannot write the reconstruction of {label} into {out_dir}: "
-                          f"{err.strerror or err}; choose a writable --results-dir") from err
-
-
-def is_done(out_dir: PathLike, label: str) -> bool:
-    """Whether both outputs of ``label`` exist in ``out_dir``."""
-    return recon_mat_path(out_dir, label).is_file() and recon_jpg_path(out_dir, label).is_file()
-
-
-def write_run_record(script_results: PathLike, record: Mapping[str, Any]) -> Path:
-    """Write the run record of a script folder (atomically), adding its format marker.
-
-    Parameters
-    ----------
-    script_results : path
-        ``<results_dir>/<script name>``.
-    record : mapping
-        JSON-serialisable fields (see the module docstring); arrays must already be lists.
-    """
-    from . import __version__
-    body = {"format": RUN_RECORD_FORMAT, "version": RUN_RECORD_VERSION,
-            "icnn_torch": __version__, **record}
-    path = Path(script_results) / RUN_RECORD_NAME
-    try:
-        with atomic_output(path) as tmp:
-            tmp.write_text(json.dumps(body, indent=1) + "\n", encoding="utf-8")
-    except OSError as err:
-        raise OutputError(f"cannot write {path}: {err.strerror or err}; choose a writable "
-                          "--results-dir") from err
-    return path
-
-
-def read_run_record(script_results: PathLike) -> Optional[dict]:
-    """The run record of a script folder, or None when it has none (e.g. results of the
-    original code).
-
-    Raises
-    ------
-    DamagedFileError
-        The file exists but is not a run record of ours.
-    """
-    path = Path(script_results) / RUN_RECORD_NAME
-    if not path.is_file():
-        return None
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise DamagedFileError(path, f"not readable as JSON ({err})",
-                               "rerun the script (it rewrites the record)") from err
-    if not isinstance(record, dict) or record.get("format") != RUN_RECORD_FORMAT:
-        raise DamagedFileError(path, "not an icnn-torch run record")
-    return record
+                          f"{err.strerror or err}", out_dir) from err
 
 
 # --------------------------------------------------------------------------- reading a tree
-
-#: ROIs from low to high visual areas: the order of ROIs that no run record lists.
-ROI_ORDER: tuple[str, ...] = ("V1", "V2", "V3", "V4", "HVC", "VC")
 
 #: How :func:`load_reconstruction` can return ``recon_img``.
 RECON_FORMS: tuple[str, ...] = ("clip", "raw", "normalized")
@@ -364,8 +280,7 @@ def find_script_results(results_dir: PathLike,
     """
     root = Path(results_dir)
     if not root.is_dir():
-        raise ConfigError(f"results folder {root} does not exist; run a figure script first "
-                          "(e.g. python 1_reconstruct_natural_image.py)")
+        raise ConfigError(f"results folder {root} does not exist")
     if _is_script_folder(root):
         folders = [root]
     else:
@@ -415,8 +330,6 @@ def load_reconstruction(path: PathLike, form: str = "clip") -> np.ndarray:
     DamagedFileError
         Not a MATLAB file, no variable ``recon_img``, or not an (H, W, 3) array.
     """
-    import scipy.io
-
     if form not in RECON_FORMS:
         raise ValueError(f"form must be one of {RECON_FORMS}, not {form!r}")
     try:
@@ -424,8 +337,7 @@ def load_reconstruction(path: PathLike, form: str = "clip") -> np.ndarray:
     except Exception as err:  # truncated or foreign bytes fail in many ways inside scipy
         if isinstance(err, FileNotFoundError):
             raise
-        raise DamagedFileError(path, f"not readable as a MATLAB file ({err})",
-                               "rerun its script with --force") from err
+        raise DamagedFileError(path, f"not readable as a MATLAB file ({err})") from err
     if "recon_img" not in content:
         names = sorted(k for k in content if not k.startswith("__"))
         raise DamagedFileError(path, f"no variable 'recon_img' (it has {names}); not a "

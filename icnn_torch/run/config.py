@@ -6,7 +6,7 @@ turns them (plus command-line overrides) into a :class:`RunPlan`: the image type
 network, engine, subjects, ROIs, image labels in order, layer sets and options of one
 run. Everything else derives from the plan: the files to download
 (:func:`icnn_torch.download.items_for_plan`), the jobs, the run record written beside
-``options.pkl`` (:mod:`icnn_torch.results`), and what ``evaluate`` and ``figure`` read
+``options.pkl`` (:mod:`icnn_torch.store.record`), and what ``evaluate`` and ``figure`` read
 back from it.
 
 Nothing here imports torch, so that a script's ``--help`` answers at once.
@@ -16,27 +16,25 @@ from __future__ import annotations
 
 import os
 import runpy
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import ClassVar, Mapping, Optional, Sequence
 
-from ._util import PathLike
-from .engines import engine_info
-from .errors import ConfigError
+from .._util import PathLike
+from ..errors import ConfigError
+from ..recon.engines import engine_info
+from ..store.record import plain_values
+from .advice import Context, as_given
+from .script import ScriptConstants
 
-__all__ = ["ScriptConfig", "RunPlan", "find_script", "plain_values", "DEFAULT_FEATURES_DIR"]
+__all__ = ["ScriptConfig", "RunPlan", "find_script", "script_context", "DEFAULT_FEATURES_DIR"]
 
 #: Where the scripts read decoded features (relative to the project root), as the
 #: original's ``decoded_features_dir``.
 DEFAULT_FEATURES_DIR = "./data/decodedfeatures"
 
-#: The constants every script must define.
-REQUIRED_CONSTANTS = ("image_type", "network", "subjects_list", "rois_list",
-                      "image_label_list", "engine", "opts")
-
-
-@dataclass
-class ScriptConfig:
+@dataclass(kw_only=True)
+class ScriptConfig(ScriptConstants):
     """The constants of one figure script (names as in the original scripts).
 
     Attributes
@@ -49,7 +47,7 @@ class ScriptConfig:
         E.g. ``"natural"``, ``"VGG19"`` (``"VGG19_leaky"`` for script 7).
     subjects_list, rois_list, image_label_list : list of str
     engine : str
-        One of :data:`icnn_torch.engines.ENGINES`.
+        One of :data:`icnn_torch.recon.engines.ENGINES`.
     opts : dict
         Keyword options of the engine's ``reconstruct_image``. The symbolic values
         ``initial_image="mean"`` (the flat mean-colour image), ``initial_gen_feat="zeros"``
@@ -68,22 +66,20 @@ class ScriptConfig:
     snapshot_every : int
         Snapshot period in the engine's steps (iterations, or function evaluations for
         L-BFGS); 1 is the original's; 0: no snapshots.
-    download : {"ask", "yes", "no"}
-        Missing files: ask on a terminal (never without one), download, or stop with the
-        command that downloads them.
-    overwrite : bool
-        Redo reconstructions whose outputs already exist.
     batch_size : int
-        Images reconstructed together by the GD engines (results equal one at a time);
-        1 for the L-BFGS engines.
-    device : str, optional
-        Default: CUDA when present (the rank's GPU under torchrun), else CPU.
+        Images reconstructed together by the GD engines (the same arithmetic as one at a
+        time, in another float32 rounding: see the README); 1 for the L-BFGS engines.
     figure_title : str
         The paper's figure this script reproduces, its number and title, e.g.
         ``"Fig 2. Seen natural image reconstructions"``; default: the script's name.
+    data_dir, net_dir, download, overwrite, device
+        See :class:`~icnn_torch.run.script.ScriptConstants`.
     """
 
-    script_file: str
+    HELPER_NAMES: ClassVar[frozenset] = frozenset({"iter_n", "maxiter"})
+    REQUIRED: ClassVar[tuple] = ("image_type", "network", "subjects_list", "rois_list",
+                                 "image_label_list", "engine", "opts")
+
     image_type: str
     network: str
     subjects_list: Sequence[str]
@@ -96,44 +92,8 @@ class ScriptConfig:
     results_dir: str = "./results"
     decoded_features_dir: str = DEFAULT_FEATURES_DIR
     snapshot_every: int = 1
-    download: str = "ask"
-    overwrite: bool = False
     batch_size: int = 1
-    device: Optional[str] = None
-    data_dir: str = "data"
-    net_dir: str = "net"
     figure_title: str = ""
-
-    @property
-    def script_name(self) -> str:
-        """The script's file name without ``.py`` (the results folder's name)."""
-        return Path(self.script_file).stem
-
-    @property
-    def root(self) -> Path:
-        """The project root: ``ICNN_TORCH_ROOT`` when set, else the script's folder."""
-        env = os.environ.get("ICNN_TORCH_ROOT")
-        return Path(env).resolve() if env else Path(self.script_file).resolve().parent
-
-    def path(self, relative: PathLike) -> Path:
-        """A path of the constants (``results_dir``, ``data_dir``...) resolved against
-        :attr:`root` (absolute paths stay as they are)."""
-        return (self.root / relative).resolve()
-
-    @classmethod
-    def from_constants(cls, constants: Mapping[str, Any]) -> "ScriptConfig":
-        """Build the configuration from a script's module-level constants (``globals()``).
-
-        Reads ``__file__`` and the constants named like the fields; others are ignored.
-        """
-        missing = [n for n in REQUIRED_CONSTANTS if n not in constants]
-        if missing:
-            where = constants.get("__file__", "the script")
-            raise ConfigError(f"{where} does not define {', '.join(missing)} "
-                              f"(every script defines {', '.join(REQUIRED_CONSTANTS)})")
-        names = {f.name for f in fields(cls)} - {"script_file"}
-        return cls(script_file=str(constants["__file__"]),
-                   **{n: constants[n] for n in names if n in constants})
 
     @classmethod
     def from_file(cls, script: PathLike, root: Optional[PathLike] = None) -> "ScriptConfig":
@@ -172,14 +132,10 @@ class ScriptConfig:
         Raises
         ------
         ConfigError
-            An unknown engine, an option the engine does not take for its iteration count,
-            an unknown layer set, or an empty selection.
+            An unknown engine, an unknown layer set, or an empty selection (the options
+            are checked against the engine by :func:`icnn_torch.run.options.check_options`).
         """
         info = engine_info(self.engine)
-        other = "maxiter" if info.iteration_option == "iter_n" else "iter_n"
-        if other in self.opts:
-            raise ConfigError(f"opts has {other!r}, which {self.engine} does not take; it "
-                              f"counts iterations with {info.iteration_option!r}")
         options = dict(self.opts)
         if iterations is not None:
             if iterations < 1:
@@ -262,7 +218,7 @@ class RunPlan:
         return engine_info(self.engine).uses_generator
 
     def to_record(self) -> dict:
-        """The plan as the JSON fields of the run record (:mod:`icnn_torch.results`):
+        """The plan as the JSON fields of the run record (:mod:`icnn_torch.store.record`):
         ``script``, ``figure_title``, ``image_type``, ``network``, ``engine``,
         ``subjects``, ``rois``, ``labels``, ``layers``, ``layer_sets`` (null or
         name -> layers), ``iterations`` and ``options`` (arrays as lists)."""
@@ -278,20 +234,6 @@ class RunPlan:
     def layers_of(self, layer_set: Optional[str]) -> tuple:
         """The layers of one job: of its layer set, or :attr:`layers`."""
         return tuple(self.layers) if layer_set is None else tuple(self.layer_sets[layer_set])
-
-
-def plain_values(value: Any) -> Any:
-    """Options as plain JSON/pickle values: arrays and numpy scalars become lists/numbers."""
-    import numpy as np
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Mapping):
-        return {k: plain_values(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(plain_values(v) for v in value)
-    return value
 
 
 def find_script(script: PathLike, root: Optional[PathLike] = None) -> Path:
@@ -327,3 +269,29 @@ def find_script(script: PathLike, root: Optional[PathLike] = None) -> Path:
                               "give the file name")
     known = ", ".join(sorted(p.name for p in base.glob("[0-9]*_*.py"))) or "none"
     raise ConfigError(f"no script {text!r} (looked in {base.resolve()}; scripts there: {known})")
+
+
+def script_context(script_arg: str, plan: Optional[RunPlan], data_dir: PathLike,
+                   net_dir: PathLike, features_published: bool = True,
+                   download_options: Sequence[str] = (),
+                   results_option: Optional[str] = None) -> Context:
+    """The advice context of a script run (or of ``download --script``): the script as the
+    user named it, the selection where ``plan`` differs from the script's constants, the
+    folders as given and the script's own (what ``--script`` uses by itself)."""
+    try:
+        config = ScriptConfig.from_file(script_arg)
+        base = config.plan()
+        script_dirs = (config.path(config.data_dir), config.path(config.net_dir))
+    except Exception:  # noqa: BLE001 - advice only: name the whole selection then
+        base, script_dirs = None, None
+    selection: list[str] = []
+    for flag, attribute in (("--subjects", "subjects"), ("--rois", "rois"),
+                            ("--labels", "labels"), ("--layers-sets", "layer_sets")):
+        mine = tuple((getattr(plan, attribute) or ()) if plan is not None else ())
+        if mine and (base is None or mine != tuple(getattr(base, attribute) or ())):
+            selection += [flag, ",".join(mine)]
+    return Context(data_dir=as_given(data_dir), net_dir=as_given(net_dir), script=script_arg,
+                   selection=tuple(selection), script_dirs=script_dirs,
+                   features_published=features_published,
+                   download_options=tuple(download_options), results_option=results_option,
+                   uses_generator=bool(plan is not None and plan.uses_generator))

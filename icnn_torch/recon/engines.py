@@ -10,7 +10,7 @@ import importlib
 from dataclasses import dataclass
 from types import ModuleType
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["EngineInfo", "ENGINES", "engine_info"]
 
