@@ -47,11 +47,11 @@ def ref_original(loss_type: str, f, f0, mask=1.0):
     f, f0, mask = (np.asarray(a, dtype=np.float64) for a in (f, f0, mask))
     d = f - f0
     if loss_type == "l2":
-        return np.einsum("...,...,...->", d, d, np.broadcast_to(mask, d.shape)), 2 * d * mask
+        return np.einsum("i,i,i->", d.ravel(), d.ravel(), np.broadcast_to(mask, d.shape).ravel()), 2 * d * mask
     if loss_type == "l1":
         return np.abs(d * mask).sum(), np.sign(d) * mask
     if loss_type == "inner":
-        return -np.einsum("...,...,...->", f, f0, np.broadcast_to(mask, f.shape)), -f0 * mask
+        return -np.einsum("i,i,i->", f.ravel(), f0.ravel(), np.broadcast_to(mask, f.shape).ravel()), -f0 * mask
     if loss_type == "gram":
         n, m = f.shape[0], f.shape[1] * f.shape[2]
         fm = (f * mask).reshape(n, m)
@@ -198,10 +198,11 @@ def test_gram_loss_names_the_shape_it_needs():
 
 # --------------------------------------------------------------------------- engines' objective
 
-def objective_float64(loss_type: str, target: dict, mask_form: str, rng, **options) -> tuple:
+def objective_float64(loss_type: str, target: dict, mask_form: str, rng, device="cpu",
+                      **options) -> tuple:
     """The engines' objective of layers c1 and c2 (built as the engines build it), moved to
     float64, and the full masks it should use."""
-    net = tiny_encoder("cpu", size=SIZE)
+    net = tiny_encoder(device, size=SIZE)
     layers = ["c1", "c2"]
     if mask_form == "channels":  # the original's ``channel`` argument
         channel = {"c1": np.array([0, 3, 5]), "c2": np.array([7])}
@@ -215,7 +216,7 @@ def objective_float64(loss_type: str, target: dict, mask_form: str, rng, **optio
         mask = {n: np.asarray(m, np.float32) for n, m in full.items()}
         full = {n: np.asarray(m, np.float32).astype(np.float64) for n, m in mask.items()}
     weight = {"c1": 0.25, "c2": 1.75}  # exact in float32, as the engines keep weights
-    objective, _ = build_feature_loss({n: target[n] for n in layers}, net, torch.device("cpu"),
+    objective, _ = build_feature_loss({n: target[n] for n in layers}, net, torch.device(device),
                                       layer_weight=weight, channel=channel, mask=mask,
                                       loss_type=loss_type, **options)
     objective = dataclasses.replace(
@@ -226,10 +227,12 @@ def objective_float64(loss_type: str, target: dict, mask_form: str, rng, **optio
 
 
 def layer_gradients(objective: FeatureLoss, feats: dict) -> tuple[float, dict]:
-    leaves = {n: torch.tensor(feats[n][None]).requires_grad_(True) for n in objective.layers}
+    device = objective.weights.device
+    leaves = {n: torch.tensor(feats[n][None], device=device).requires_grad_(True)
+              for n in objective.layers}
     loss = objective(leaves)
     grads = torch.autograd.grad(loss.sum(), list(leaves.values()))
-    return float(loss[0].detach()), {n: g[0].numpy() for n, g in zip(leaves, grads)}
+    return float(loss[0].detach()), {n: g[0].cpu().numpy() for n, g in zip(leaves, grads)}
 
 
 def random_pair(seed: int) -> tuple[dict, dict]:
@@ -241,13 +244,13 @@ def random_pair(seed: int) -> tuple[dict, dict]:
 
 @pytest.mark.parametrize("mask_form", ["channels", "positions", "units", "graded", "signed"])
 @pytest.mark.parametrize("loss_type", ["l1", "gram"])
-def test_engine_layer_gradients_under_masks_are_the_originals(loss_type, mask_form):
+def test_engine_layer_gradients_under_masks_are_the_originals(loss_type, mask_form, device):
     """Per layer, the gradient the engines back-propagate is the original's
     ``layer_weight * grad`` (``sign(d) mask``; ``(G - G0) f`` on the unmasked f, then the
     mask), and the loss its ``sum(layer_weight * loss)``."""
     target, feats = random_pair(40 + ["l1", "gram"].index(loss_type))
     objective, full, weight = objective_float64(loss_type, target, mask_form,
-                                                np.random.default_rng(41))
+                                                np.random.default_rng(41), device)
     loss, grads = layer_gradients(objective, feats)
     ref_total = 0.0
     for name in objective.layers:
@@ -293,19 +296,19 @@ def test_exact_masked_gradient_is_the_gradient_of_the_masked_loss(loss_type, mas
 
 
 @pytest.mark.parametrize("loss_type", ["l2", "l1", "inner", "gram"])
-def test_without_masks_the_option_changes_nothing(loss_type):
+def test_without_masks_the_option_changes_nothing(loss_type, device):
     """No mask: one computation whatever ``exact_masked_gradient`` says (float32, bit for bit)."""
     target, feats = random_pair(60)
-    net = tiny_encoder("cpu", size=SIZE)
+    net = tiny_encoder(device, size=SIZE)
     layers = ["c1", "c2"] if loss_type == "gram" else ["c1", "c2", "fc"]
     results = []
     for exact in (False, True):
-        objective, _ = build_feature_loss({n: target[n] for n in layers}, net, torch.device("cpu"),
+        objective, _ = build_feature_loss({n: target[n] for n in layers}, net, device,
                                           loss_type=loss_type, exact_masked_gradient=exact)
         assert objective.exact_masked_gradient is exact
         assert all(m is None for m in objective.masks.values())
-        leaves = {n: torch.tensor(feats[n][None], dtype=torch.float32).requires_grad_(True)
-                  for n in layers}
+        leaves = {n: torch.tensor(feats[n][None], dtype=torch.float32,
+                                  device=device).requires_grad_(True) for n in layers}
         loss = objective(leaves)
         results.append((loss.detach(), torch.autograd.grad(loss.sum(), list(leaves.values()))))
     assert torch.equal(results[0][0], results[1][0])
