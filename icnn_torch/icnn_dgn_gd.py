@@ -30,7 +30,8 @@ def reconstruct_image(features, net, net_gen, layer_weight=None, channel=None, m
                       save_intermediate: bool = False, save_intermediate_every: int = 1,
                       save_intermediate_path=None, save_intermediate_ext: str = "jpg",
                       save_intermediate_postprocess=normalise_img,
-                      return_gen_feat: bool = False, device=None):
+                      return_gen_feat: bool = False, device=None,
+                      exact_masked_gradient: bool = False):
     """Reconstruct image(s) by optimising the generator input z with momentum GD.
 
     Each iteration: image = crop(G(z)); loss through the encoder; gradient back through
@@ -69,6 +70,8 @@ def reconstruct_image(features, net, net_gen, layer_weight=None, channel=None, m
         Also return z of the returned image.
     device : str or torch.device, optional
         Default: the encoder's device.
+    exact_masked_gradient : bool
+        As in :func:`icnn_torch.icnn_gd.reconstruct_image`.
 
     Returns
     -------
@@ -80,7 +83,8 @@ def reconstruct_image(features, net, net_gen, layer_weight=None, channel=None, m
         Only with ``return_gen_feat``: the last evaluated z; float32, or float64 once a
         float64 bound array has clipped it (the scripts' fc7 bounds), as in the original.
     """
-    s = problem(features, net, device, layer_weight, channel, mask, loss_type)
+    s = problem(features, net, device, layer_weight, channel, mask, loss_type,
+                exact_masked_gradient)
     size = int(getattr(net_gen, "input_size", 4096))
     z0 = initial_latent(initial_gen_feat, s.batch, size, s.device)
     render = GeneratorRender(net_gen, s.input_size)

@@ -25,7 +25,8 @@ def reconstruct_image(features, net, net_gen, layer_weight=None, channel=None, m
                       save_intermediate: bool = False, save_intermediate_every: int = 1,
                       save_intermediate_path=None, save_intermediate_ext: str = "jpg",
                       save_intermediate_postprocess=normalise_img,
-                      return_gen_feat: bool = False, device=None):
+                      return_gen_feat: bool = False, device=None,
+                      exact_masked_gradient: bool = False):
     """Reconstruct image(s) by optimising the generator input z with L-BFGS-B.
 
     Parameters
@@ -49,6 +50,8 @@ def reconstruct_image(features, net, net_gen, layer_weight=None, channel=None, m
     return_gen_feat : bool
         Also return the final z.
     device : str or torch.device, optional
+    exact_masked_gradient : bool
+        As in :func:`icnn_torch.icnn_gd.reconstruct_image`.
 
     Returns
     -------
@@ -58,7 +61,8 @@ def reconstruct_image(features, net, net_gen, layer_weight=None, channel=None, m
     gen_feat : ndarray, (4096,) or (B, 4096), float64
         Only with ``return_gen_feat``: scipy's ``res.x``, as the original returns it.
     """
-    s = problem(features, net, device, layer_weight, channel, mask, loss_type)
+    s = problem(features, net, device, layer_weight, channel, mask, loss_type,
+                exact_masked_gradient)
     size = int(getattr(net_gen, "input_size", 4096))
     lower, upper = latent_bounds(gen_feat_bounds, size)
     z0 = initial_latent(initial_gen_feat, s.batch, size, s.device)

@@ -41,7 +41,8 @@ def reconstruct_image(features, net, layer_weight=None, channel=None, mask=None,
                       save_intermediate_path=None, save_intermediate_ext: str = "jpg",
                       save_intermediate_postprocess=normalise_img,
                       device=None, seed: int | None = None,
-                      jitter_rolls_momentum: bool = False, regulariser_noise: bool = True):
+                      jitter_rolls_momentum: bool = False, regulariser_noise: bool = True,
+                      exact_masked_gradient: bool = False):
     """Reconstruct image(s) whose features match ``features``, by momentum GD on pixels.
 
     Each iteration (the original's order): jitter; forward and backward; ``g / mean|g|``;
@@ -109,6 +110,12 @@ def reconstruct_image(features, net, layer_weight=None, channel=None, mask=None,
         drawn from numpy's global generator before the start image, whether or not a
         regulariser is used (so seeded runs draw the original's numbers in its order).
         False: its expected value, drawing nothing.
+    exact_masked_gradient : bool
+        False (the original): under a mask, the ``l1`` gradient is ``sign(d) * mask`` and
+        the ``gram`` one ``((G - G0) @ f) * mask / (N^2 M^2)`` with ``f`` unmasked, the
+        original's formulas; True: the gradient of the masked loss (the two differ only
+        for masks that are not 0/1 per whole channel or position; see
+        :mod:`icnn_torch.recon.losses`).
 
     Returns
     -------
@@ -117,7 +124,8 @@ def reconstruct_image(features, net, layer_weight=None, channel=None, mask=None,
     loss_list : ndarray, (iter_n,) or (B, iter_n), float32
         The feature loss of each iteration (without the regularisers, as the original).
     """
-    s = problem(features, net, device, layer_weight, channel, mask, loss_type)
+    s = problem(features, net, device, layer_weight, channel, mask, loss_type,
+                exact_masked_gradient)
     hooks = pixel_gd_hooks(
         (3,) + s.input_size, iter_n, grad_normalize=grad_normalize, image_jitter=image_jitter,
         jitter_size=jitter_size, jitter_rolls_momentum=jitter_rolls_momentum,

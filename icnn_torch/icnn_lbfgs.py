@@ -22,7 +22,8 @@ def reconstruct_image(features, net, layer_weight=None, channel=None, mask=None,
                       initial_image=None, loss_type: str = "l2", maxiter: int = 500,
                       disp=True, save_intermediate: bool = False, save_intermediate_every: int = 1,
                       save_intermediate_path=None, save_intermediate_ext: str = "jpg",
-                      save_intermediate_postprocess=normalise_img, device=None):
+                      save_intermediate_postprocess=normalise_img, device=None,
+                      exact_masked_gradient: bool = False):
     """Reconstruct image(s) whose features match ``features``, by pixel L-BFGS-B.
 
     Parameters
@@ -49,6 +50,8 @@ def reconstruct_image(features, net, layer_weight=None, channel=None, mask=None,
         numbered from 00000 (default folder ``./recon_img_lbfgs_snapshots<timestamp>``).
     device : str or torch.device, optional
         Default: the net's device.
+    exact_masked_gradient : bool
+        As in :func:`icnn_torch.icnn_gd.reconstruct_image`.
 
     Returns
     -------
@@ -58,7 +61,8 @@ def reconstruct_image(features, net, layer_weight=None, channel=None, mask=None,
     loss_list : ndarray (n_evaluations,) float64, or a list of them for a batch
         The loss of every function evaluation (longer than ``maxiter``).
     """
-    s = problem(features, net, device, layer_weight, channel, mask, loss_type)
+    s = problem(features, net, device, layer_weight, channel, mask, loss_type,
+                exact_masked_gradient)
     x0, rgb0 = initial_pixels(initial_image, s.batch, s.input_size, s.img_mean, s.device)
     shape = (1, 3) + s.input_size
     lower, upper = pixel_bounds(s.img_mean, shape[1:])

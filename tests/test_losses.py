@@ -4,16 +4,18 @@ The reference below is written from the SPEC formulas, independently of
 :mod:`icnn_torch.recon.losses`:
 
 - l2    ``sum(mask * d^2)``,               gradient ``2 d mask``        (d = f - f0)
-- l1    ``sum(|mask * d|)``,               gradient ``mask sign(mask d)``
+- l1    ``sum(|mask * d|)``,               gradient ``sign(d) mask`` (the original's)
 - inner ``-sum(f * f0 * mask)``,           gradient ``-f0 mask``
 - gram  ``||G(F) - G(F0)||_F^2 / (4 N^2 M^2)`` with ``F = (f mask)`` as an N x M matrix
-  (N channels, M = H W positions) and ``G(F) = F F^T``; gradient
-  ``((G(F) - G(F0)) F / (N^2 M^2)) mask``;
+  (N channels, M = H W positions) and ``G(F) = F F^T``; gradient, the original's,
+  ``((G(F) - G(F0)) f / (N^2 M^2)) mask`` with ``f`` unmasked (N x M);
 - total ``sum_l w_l loss_l``, default ``w_l = 1 / L``.
 
 The objective is built the way the engines build it (:func:`build_feature_loss`), so the
 mask forms (3-D, 2-D spatial, 1-D fc, channel lists) are covered too. The gradient of the
-total loss through a small net is checked against central finite differences in float64.
+total loss through a small net is checked against central finite differences in float64
+(with the exact masked gradient, or with the original's under masks where it is the
+loss's gradient). tests/test_original_loss.py covers the masked gradients in detail.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def ref_loss_and_grad(loss_type: str, f: np.ndarray, f0: np.ndarray, mask: np.nd
     if loss_type == "l2":
         return np.sum(mask * d ** 2), 2 * d * mask
     if loss_type == "l1":
-        return np.sum(np.abs(mask * d)), mask * np.sign(mask * d)
+        return np.sum(np.abs(mask * d)), np.sign(d) * mask
     if loss_type == "inner":
         return -np.sum(f * f0 * mask), -f0 * mask
     if loss_type == "gram":
@@ -51,7 +53,7 @@ def ref_loss_and_grad(loss_type: str, f: np.ndarray, f0: np.ndarray, mask: np.nd
         F0 = (f0 * mask).reshape(n, m)
         diff = F @ F.T - F0 @ F0.T
         loss = np.sum(diff ** 2) / (4.0 * n ** 2 * m ** 2)
-        grad = (diff @ F / (n ** 2 * m ** 2)).reshape(f.shape) * mask
+        grad = (diff @ f.reshape(n, m) / (n ** 2 * m ** 2)).reshape(f.shape) * mask
         return loss, grad
     raise AssertionError(loss_type)
 
@@ -200,9 +202,14 @@ def test_fc_targets_stored_as_row_or_column_are_accepted(device):
         assert_close(value, expected, "fc loss")
 
 
+@pytest.mark.parametrize("exact", [False, True], ids=["original", "exact"])
 @pytest.mark.parametrize("loss_type", LOSSES)
-def test_gradient_of_total_loss_through_net_matches_finite_differences(loss_type, device):
-    """float64 net, masks and unequal weights; central differences on every input value."""
+def test_gradient_of_total_loss_through_net_matches_finite_differences(loss_type, exact, device):
+    """float64 net, masks and unequal weights; central differences on every input value.
+
+    ``exact_masked_gradient=True`` with a mask of single units; the original's gradients
+    (the default) with a 0/1 mask of whole positions, where they are the loss's gradient.
+    """
     size = 6
     net32 = tiny_encoder(device, size=size, activation=torch.nn.Tanh)
     net64 = tiny_encoder(device, size=size, activation=torch.nn.Tanh, dtype=torch.float64)
@@ -213,15 +220,16 @@ def test_gradient_of_total_loss_through_net_matches_finite_differences(loss_type
         target = {n: v[0].cpu().numpy() for n, v in net64(x_target, layers).items()}
     # perturb the targets so no loss sits at its optimum (l1's kink at d = 0)
     target = {n: t + rng.normal(0, 0.5, t.shape) for n, t in target.items()}
-    mask = {"c1": (rng.uniform(size=(8, size, size)) > 0.2).astype(np.float32)}
+    units = rng.uniform(size=(8, size, size)) > 0.2
+    mask = {"c1": (units if exact else units[0]).astype(np.float32)}  # 3-D, or 2-D positions
     objective32, _ = build_feature_loss(target, net32, device, mask=mask,
                                         channel={"c2": [1, 2, 6]},
                                         layer_weight={"c1": 0.7, "c2": 1.3, "fc": 0.4},
-                                        loss_type=loss_type)
+                                        loss_type=loss_type, exact_masked_gradient=exact)
     objective = FeatureLoss(objective32.layers,
                             {n: t.double() for n, t in objective32.targets.items()},
                             {n: None if m is None else m.double() for n, m in objective32.masks.items()},
-                            objective32.weights.double(), loss_type)
+                            objective32.weights.double(), loss_type, exact)
 
     def total(x: torch.Tensor) -> torch.Tensor:
         return objective(net64(x, layers)).sum()

@@ -20,6 +20,8 @@ from PIL import Image
 from _engine_helpers import (draw_latent, encoder_features, fc7_upper_bounds, random_generator,
                              random_rgb, tiny_encoder)
 from icnn_torch import icnn_dgn_gd, icnn_dgn_lbfgs, icnn_gd, icnn_lbfgs, utils
+from icnn_torch.recon import problem as problem_module
+from icnn_torch.recon.objective import build_feature_loss
 from icnn_torch.utils import normalise_img
 
 NORMALISE = "normalise_img"
@@ -58,6 +60,16 @@ ORIGINAL = {
         save_intermediate_path=None, save_intermediate_ext="jpg",
         save_intermediate_postprocess=NORMALISE, return_gen_feat=False)),
 }
+#: Our keywords, after the original's, in order, with their defaults (each the original's
+#: behaviour: the net's device, numpy's global generator, the original's jitter roll-back,
+#: regulariser noise and masked gradients).
+OURS = {
+    "icnn_gd": dict(device=None, seed=None, jitter_rolls_momentum=False, regulariser_noise=True,
+                    exact_masked_gradient=False),
+    "icnn_lbfgs": dict(device=None, exact_masked_gradient=False),
+    "icnn_dgn_gd": dict(device=None, exact_masked_gradient=False),
+    "icnn_dgn_lbfgs": dict(device=None, exact_masked_gradient=False),
+}
 ENGINES = {"icnn_gd": icnn_gd, "icnn_lbfgs": icnn_lbfgs, "icnn_dgn_gd": icnn_dgn_gd,
            "icnn_dgn_lbfgs": icnn_dgn_lbfgs}
 
@@ -77,7 +89,11 @@ def test_signature_starts_with_the_originals_parameters_and_defaults(name):
         else:
             assert p.default == expected and type(p.default) is type(expected), p.name
     # ours come after the original's, all keywords with a default
-    assert all(p.default is not inspect.Parameter.empty for p in params[len(original):])
+    ours = params[len(original):]
+    assert [p.name for p in ours] == list(OURS[name])
+    for p in ours:
+        assert p.default is OURS[name][p.name] or (
+            p.default == OURS[name][p.name] and type(p.default) is type(OURS[name][p.name])), p.name
 
 
 def test_utils_keeps_the_original_names():
@@ -111,6 +127,23 @@ def _run(name: str, device, tmp_path, **kw):
     return ENGINES[name].reconstruct_image(targets, net, random_generator(str(device)),
                                            initial_gen_feat=z0, return_gen_feat=True,
                                            **steps, **kw)
+
+
+@pytest.mark.parametrize("exact", [False, True])
+@pytest.mark.parametrize("name", sorted(ORIGINAL))
+def test_exact_masked_gradient_reaches_the_objective(name, exact, monkeypatch, tmp_path):
+    """Each engine hands ``exact_masked_gradient`` (default False) to the objective it builds."""
+    built = []
+
+    def spy(*args, **kwargs):
+        objective, batched = build_feature_loss(*args, **kwargs)
+        built.append(objective)
+        return objective, batched
+
+    monkeypatch.setattr(problem_module, "build_feature_loss", spy)
+    kw = {"exact_masked_gradient": True} if exact else {}
+    _run(name, "cpu", tmp_path, loss_type="l1", mask={"c1": np.eye(4, dtype=np.float32)}, **kw)
+    assert [o.exact_masked_gradient for o in built] == [exact]
 
 
 @pytest.mark.parametrize("name", sorted(ORIGINAL))

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from ..utils import create_feature_masks, sort_layer_list
-from .losses import LOSS_TYPES, weighted_l2
+from .losses import LOSS_TYPES, loss_function, weighted_l2
 
 __all__ = ["FeatureLoss", "build_feature_loss", "probe_feature_shapes"]
 
@@ -47,6 +47,10 @@ class FeatureLoss:
         Layer weights per image, columns in ``layers`` order.
     loss_type : str
         One of :data:`LOSS_TYPES`.
+    exact_masked_gradient : bool
+        False (the original): the ``l1`` and ``gram`` gradients under a mask are the
+        original's formulas; True: the gradient of the masked loss (see
+        :mod:`icnn_torch.recon.losses`).
     """
 
     layers: list[str]
@@ -54,6 +58,7 @@ class FeatureLoss:
     masks: dict[str, Tensor | None]
     weights: Tensor
     loss_type: str = "l2"
+    exact_masked_gradient: bool = False
 
     def __post_init__(self) -> None:
         if self.loss_type not in LOSS_TYPES:
@@ -65,7 +70,7 @@ class FeatureLoss:
         Each layer's weighted loss is computed in float32 and the layers are summed in
         float64, as the original adds its float32 layer losses to a Python float.
         """
-        fn = LOSS_TYPES[self.loss_type]
+        fn = loss_function(self.loss_type, self.exact_masked_gradient)
         total = None
         for j, name in enumerate(self.layers):
             feat, weight = feats[name], self.weights[:, j]
@@ -104,7 +109,8 @@ class FeatureLoss:
 
         return FeatureLoss(self.layers, {k: v.index_select(0, take) for k, v in self.targets.items()},
                            {k: pick(v) for k, v in self.masks.items()},
-                           self.weights.index_select(0, take), self.loss_type)
+                           self.weights.index_select(0, take), self.loss_type,
+                           self.exact_masked_gradient)
 
     @property
     def batch_size(self) -> int:
@@ -140,7 +146,8 @@ def _split_batch(layer: str, arr: np.ndarray, shape: tuple[int, ...]) -> tuple[n
 
 
 def build_feature_loss(features, net, device: torch.device, layer_weight=None, channel=None,
-                       mask=None, loss_type: str = "l2") -> tuple[FeatureLoss, bool]:
+                       mask=None, loss_type: str = "l2",
+                       exact_masked_gradient: bool = False) -> tuple[FeatureLoss, bool]:
     """Validate and batch the targets of a reconstruction.
 
     Parameters
@@ -157,6 +164,8 @@ def build_feature_loss(features, net, device: torch.device, layer_weight=None, c
         As in :func:`icnn_torch.utils.create_feature_masks`; a mask may also carry the
         batch axis (B, *shape).
     loss_type : {"l2", "l1", "inner", "gram"}
+    exact_masked_gradient : bool
+        See :class:`FeatureLoss` (default False, the original's gradients).
 
     Returns
     -------
@@ -211,6 +220,7 @@ def build_feature_loss(features, net, device: torch.device, layer_weight=None, c
         masks={n: None if np.all(m == 1) else torch.as_tensor(m).to(**to) for n, m in masks.items()},
         weights=torch.as_tensor(weights).to(**to),
         loss_type=loss_type,
+        exact_masked_gradient=bool(exact_masked_gradient),
     )
     return loss, batched
 

@@ -50,10 +50,12 @@ class Problem:
         return arr if self.batched else arr[0]
 
 
-def problem(features, net, device, layer_weight, channel, mask, loss_type) -> Problem:
+def problem(features, net, device, layer_weight, channel, mask, loss_type,
+            exact_masked_gradient: bool = False) -> Problem:
     """Validate and batch the targets (see :func:`icnn_torch.recon.objective.build_feature_loss`)."""
     device = net_device(net) if device is None else torch.device(device)
     objective, batched = build_feature_loss(features, net, device, layer_weight=layer_weight,
-                                            channel=channel, mask=mask, loss_type=loss_type)
+                                            channel=channel, mask=mask, loss_type=loss_type,
+                                            exact_masked_gradient=exact_masked_gradient)
     img_mean = np.asarray(net.img_mean, dtype=np.float32).reshape(3)
     return Problem(objective, batched, device, img_mean, tuple(net.input_size))
