@@ -35,6 +35,7 @@ import _selfcheck_helpers as helpers  # noqa: E402
 from _dl_server import FakeRemote  # noqa: E402
 
 from icnn_torch import errors, selfcheck  # noqa: E402
+from icnn_torch.selfcheck import references  # noqa: E402
 from icnn_torch.models import VGG19  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +66,7 @@ def remote(plumbing_tree, monkeypatch):
     for path in md5:
         server.add_path(f"/{selfcheck.PINNED_COMMIT}/{path}", (root / path).read_bytes())
     monkeypatch.setenv("ICNN_TORCH_ICNN_RAW_URL", server.url)
-    monkeypatch.setattr(selfcheck, "REFERENCE_MD5", dict(md5))
+    monkeypatch.setattr(references, "REFERENCE_MD5", dict(md5))  # read by fetch_references
     yield server
     server.stop()
 
@@ -362,6 +363,19 @@ def test_main_without_weights_names_the_download_command(tmp_path, monkeypatch, 
     assert f"--data-dir {elsewhere / 'data'}" in err and "vgg19 mean" in err
 
 
+def test_help_imports_neither_torch_nor_scipy():
+    import subprocess
+
+    code = ("import runpy, sys\nsys.argv = ['selfcheck', '--help']\n"
+            "try:\n    runpy.run_module('icnn_torch.selfcheck', run_name='__main__')\n"
+            "except SystemExit as exit:\n    assert exit.code == 0\n"
+            "print(sorted(m for m in ('torch', 'scipy') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO_ROOT, check=True)
+    assert "usage: python -m icnn_torch.selfcheck" in done.stdout
+    assert done.stdout.rstrip().endswith("[]"), done.stdout
+
+
 def test_main_end_to_end_over_loopback_then_offline(plumbing_tree, small_nets, remote,
                                                     tmp_path, monkeypatch, capsys):
     """Plumbing: weights 'found' (loaders replaced by the small nets), references fetched
@@ -390,7 +404,7 @@ def test_main_end_to_end_over_loopback_then_offline(plumbing_tree, small_nets, r
     img = scipy.io.loadmat(path)["recon_img"]
     limit = selfcheck.criteria_for(QUICK[0]).img_max
     scipy.io.savemat(path, {"recon_img": img + 2 * limit * np.ptp(img)})
-    monkeypatch.setitem(selfcheck.REFERENCE_MD5, QUICK[0].path("recon_img.mat"),
+    monkeypatch.setitem(references.REFERENCE_MD5, QUICK[0].path("recon_img.mat"),
                         hashlib.md5(path.read_bytes()).hexdigest())
     assert selfcheck.main(argv) == 1
     out = capsys.readouterr().out
