@@ -35,6 +35,7 @@ import _selfcheck_helpers as helpers  # noqa: E402
 from _dl_server import FakeRemote  # noqa: E402
 
 from icnn_torch import errors, selfcheck  # noqa: E402
+from icnn_torch.selfcheck import cli as selfcheck_cli  # noqa: E402
 from icnn_torch.selfcheck import references  # noqa: E402
 from icnn_torch.models import VGG19  # noqa: E402
 
@@ -361,6 +362,33 @@ def test_main_without_weights_names_the_download_command(tmp_path, monkeypatch, 
     err = capsys.readouterr().err
     assert status == 1 and "generator" not in err.split("Download with:")[1]
     assert f"--data-dir {elsewhere / 'data'}" in err and "vgg19 mean" in err
+
+
+def test_missing_references_are_facts_below_the_command_line_and_advice_in_it(
+        tmp_path, monkeypatch, capsys):
+    """read_reference names the case and no command; main adds the one to run (itself)."""
+    empty = tmp_path / "cache"
+    with pytest.raises(errors.MissingDataError) as caught:
+        selfcheck.read_reference(QUICK[0], empty)
+    assert len(caught.value.missing) == 4 and caught.value.items == ()
+    assert QUICK[0].name in caught.value.detail
+    assert "python" not in str(caught.value) and "--" not in str(caught.value)
+
+    # the command line: weights 'found', the fetch skipped, so the cache stays empty
+    weights = tmp_path / "net" / "VGG_ILSVRC_19_layers" / "VGG_ILSVRC_19_layers.caffemodel"
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"stand-in")
+    monkeypatch.setattr("icnn_torch.nets.weights.load_vgg19",
+                        lambda path, device=None, img_mean=None: object())
+    monkeypatch.setattr(selfcheck_cli, "fetch_references",
+                        lambda cases, data_dir, progress=True: empty)
+    argv = _args(tmp_path, "--cases", "icnn_gd_quick", "--device", "cpu")
+    assert selfcheck.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: 4 files are missing")
+    assert "reference files of case icnn_gd_quick" in err
+    assert f"run it again (python -m icnn_torch.selfcheck --data-dir {tmp_path / 'data'}" in err
+    assert "--cases icnn_gd_quick --device cpu)" in err
 
 
 def test_help_imports_neither_torch_nor_scipy():

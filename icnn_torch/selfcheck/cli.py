@@ -7,7 +7,7 @@
 It runs under :func:`icnn_torch.run.cli.run_cli`: an expected failure (missing weights, a
 failed or corrupt download) prints one ``error:`` line naming the command that fixes it,
 rendered by :mod:`icnn_torch.run.advice` in a :class:`~icnn_torch.run.advice.Context` of
-the folders given here.
+the folders given here. The advice sentences of the self-check itself are here too.
 
 torch (and scipy) are imported only once the arguments are parsed: ``--help`` stays fast.
 """
@@ -15,6 +15,7 @@ torch (and scipy) are imported only once the arguments are parsed: ``--help`` st
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 from typing import Optional, Sequence, TextIO
@@ -52,6 +53,15 @@ def _weights(cases: Sequence[Case], args) -> tuple[Path, Optional[Path]]:
             items.append("mean")
         raise MissingDataError(missing, items, detail="The self-check runs on the real weights.")
     return vgg19, generator
+
+
+def _with_refetch_advice(err: MissingDataError, argv: Sequence[str]) -> MissingDataError:
+    """``err`` (reference files absent from the cache) with the advice to run the
+    self-check again, which downloads them."""
+    command = " ".join([PROG, *map(shlex.quote, argv)])
+    advice = f"The self-check downloads its reference files itself: run it again ({command})."
+    return MissingDataError(err.missing, err.items,
+                            detail=f"{err.detail} {advice}" if err.detail else advice)
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -125,6 +135,11 @@ def _main(argv: Sequence[str], out: Optional[TextIO], context: list) -> int:
     net_gen = load_generator(generator_path, device=device) if generator_path else None
     display = "original" if args.verbose else \
         ("ours" if progress and is_terminal() else "quiet")
-    results = run_selfcheck(cases, net, net_gen, folder, device, out=out,
-                            snapshots=args.snapshots, display=display, spread=args.spread)
+    try:
+        results = run_selfcheck(cases, net, net_gen, folder, device, out=out,
+                                snapshots=args.snapshots, display=display, spread=args.spread)
+    except MissingDataError as err:  # a reference file went from the cache since the fetch
+        if not all(Path(p).is_relative_to(folder) for p in err.missing):
+            raise
+        raise _with_refetch_advice(err, argv) from err
     return 0 if all(r.passed for r in results) else 1

@@ -226,15 +226,15 @@ def read_reference(case: Case, folder: PathLike) -> Reference:
     Raises
     ------
     MissingDataError
-        A file is absent (run :func:`fetch_references` first).
+        A file is absent (:func:`fetch_references` puts them there); its ``detail`` names
+        the case.
     DamagedFileError
         A file cannot be read as what it should be.
     """
     folder = Path(folder)
     missing = [folder / p for p in case.files if not (folder / p).is_file()]
     if missing:
-        raise MissingDataError(missing, detail=f"(the self-check downloads its reference files "
-                                               f"itself: --cases {case.name})")
+        raise MissingDataError(missing, detail=f"(reference files of case {case.name})")
     options = load_options(folder / case.path("options.pkl"))
     recon_img = _mat_variable(folder / case.path("recon_img.mat"), "recon_img")
     loss_list = _mat_variable(folder / case.path("loss_list.mat"), "loss_list").reshape(-1)
