@@ -219,18 +219,31 @@ def get_cnn_features(net, img: np.ndarray, layer_list: Iterable[str],
         E.g. :class:`icnn_torch.models.VGG19`; its ``img_mean`` (BGR) is used unless
         ``img_mean`` is given.
     img : ndarray, HxWx3
-        RGB, 0..255, already at the net's input size.
+        RGB, 0..255, at the net's input size (``net.input_size``, 224x224 for VGG19); resize
+        it first, e.g. ``PIL.Image.fromarray(img).resize((224, 224), PIL.Image.BICUBIC)``
+        (how the original's stimuli were prepared).
     layer_list : iterable of str
 
     Returns
     -------
     dict of str to ndarray (float32)
         Features without the batch axis: (C, H, W) for conv/pool, (N,) for fc.
+
+    Raises
+    ------
+    ValueError
+        ``img`` is not HxWx3, or not of the net's input size (the message names both sizes).
     """
     import torch
 
     from .nets.extractor import net_device
     layer_list = list(layer_list)
+    size = getattr(net, "input_size", None)
+    if size is not None and tuple(np.shape(img)[:2]) != tuple(size):
+        h, w = size
+        raise ValueError(f"the image is {np.shape(img)[0]}x{np.shape(img)[1]}, but the net takes "
+                         f"{h}x{w} images (its fc layers fix the size); resize it first, e.g. "
+                         f"PIL.Image.fromarray(img).resize(({w}, {h}), PIL.Image.BICUBIC)")
     mean = getattr(net, "img_mean", IMAGENET_MEAN_BGR) if img_mean is None else img_mean
     x = torch.from_numpy(img_preprocess(img, mean))[None]
     device = net_device(net)

@@ -11,7 +11,6 @@ pointing at the tree.
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import signal
@@ -21,135 +20,21 @@ import time
 from pathlib import Path
 
 import numpy as np
-import PIL.Image
 import pytest
 import scipy.io
 import scipy.ndimage
 
 from icnn_torch.store import layout
-from icnn_torch.download import VGG19_SIZE
-from icnn_torch.models import VGG19_LAYERS, load_vgg19
-from icnn_torch.utils import estimate_cnn_feat_std
 
-from _data_matlab import write_mat_v73
-from caffe_writer import random_generator_layers, random_vgg19_layers, write_caffemodel
-
-REPO = Path(__file__).resolve().parents[1]
-ALL19 = [l for l in VGG19_LAYERS if not l.startswith("pool")]
-
-# script -> (image_type, network, [(roi, label)] the test runs, extra argv)
-SCRIPTS = {
-    "1_reconstruct_natural_image": ("natural", "VGG19", [("VC", "Img0009")], []),
-    "2_reconstruct_natural_image_without_DGN": ("natural", "VGG19", [("VC", "Img0002")], []),
-    "3_reconstruct_natural_image_different_combinations_of_CNN_layers":
-        ("natural", "VGG19", [("VC", "Img0016")], []),
-    "4_reconstruct_shape_image": ("color_shape", "VGG19", [("VC", "Img0001")], []),
-    "5_reconstruct_shape_image_different_ROI":
-        ("color_shape", "VGG19", [("V1", "Img0004"), ("VC", "Img0004")], ["--rois", "V1,VC"]),
-    "6_reconstruct_alphabet_image": ("alphabet", "VGG19", [("VC", "Img0005")], []),
-    "7_reconstruct_imagined_image": ("imagery", "VGG19_leaky", [("VC", "Img0001")], []),
-}
-LAYER_SETS = ["layers-1to1", "layers-1to3", "layers-1to5", "layers-1to7"]
-KILL_LABELS = ["Img0011", "Img0045"]  # script 2, for the kill-and-resume test
-
-
-def _smooth_image(rng: np.random.Generator) -> np.ndarray:
-    noise = rng.uniform(0, 255, (224, 224, 3))
-    return np.clip(scipy.ndimage.gaussian_filter(noise, (6, 6, 0)) * 3 - 255, 0, 255).astype(np.float32)
-
-
-def _features(net, img: np.ndarray) -> dict[str, np.ndarray]:
-    from icnn_torch.utils import get_cnn_features
-    return get_cnn_features(net, img, ALL19)
-
-
-@pytest.fixture(scope="session")
-def project_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("project")
-    net_dir, data_dir = root / "net", root / "data"
-    vgg_path = net_dir / layout.VGG19_CAFFEMODEL_RELPATH
-    gen_path = net_dir / layout.GENERATOR_CAFFEMODEL_RELPATH
-    vgg_path.parent.mkdir(parents=True)
-    gen_path.parent.mkdir(parents=True)
-    write_caffemodel(vgg_path, random_vgg19_layers(seed=0), fmt="v1", legacy_shapes=True,
-                     pad_to=VGG19_SIZE)  # the published size, which the downloader checks
-    write_caffemodel(gen_path, random_generator_layers(seed=1), fmt="v2")
-    nets = {"VGG19": load_vgg19(vgg_path, "relu", device="cpu"),  # also writes the cache
-            "VGG19_leaky": load_vgg19(vgg_path, "leaky", device="cpu")}
-
-    rng = np.random.default_rng(0)
-    wanted: dict[tuple[str, str], set[tuple[str, str]]] = {}
-    for image_type, network, pairs, _ in SCRIPTS.values():
-        wanted.setdefault((image_type, network), set()).update(pairs)
-    wanted[("natural", "VGG19")].update(("VC", label) for label in KILL_LABELS)
-    std_samples: dict[str, dict[str, list[float]]] = {}
-    for (image_type, network), pairs in sorted(wanted.items()):
-        for i, (roi, label) in enumerate(sorted(pairs)):
-            feats = _features(nets[network], _smooth_image(rng))
-            for layer, feat in feats.items():
-                std_samples.setdefault(network, {}).setdefault(layer, []).append(
-                    float(estimate_cnn_feat_std(feat)))
-                path = layout.decoded_feature_path(data_dir, image_type, network, layer, "S1", roi, label)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                value = feat.reshape(1, -1) if layer.startswith("fc") else feat
-                if i == 0 and layer == "fc7":  # one MATLAB v7.3 file per image type
-                    write_mat_v73(path, {"feat": value})
-                else:
-                    scipy.io.savemat(path, {"feat": value})
-    for network, per_layer in std_samples.items():
-        scipy.io.savemat(layout.feat_std_path(data_dir, network),
-                         {layer: np.float32([[np.mean(v)]]) for layer, v in per_layer.items()})
-    bounds = layout.fc7_bounds_path(data_dir)
-    bounds.parent.mkdir(parents=True)
-    # one-digit integers 2..6 and a newline: 8,192 bytes, the original file's size, which the
-    # downloader checks
-    bounds.write_text(" ".join(str(v) for v in rng.integers(2, 7, 4096)) + "\n")
-    mean = np.stack([np.full((256, 256), m) for m in (104.0, 116.7, 122.7)]).astype(np.float64)
-    np.save(layout.image_mean_path(data_dir), mean)
-    return root
-
-
-def _env(root: Path, **extra: str) -> dict:
-    """The environment of a script run: the tree as the project root, no network, no
-    download consent from the caller's environment, the repository importable (copies of
-    the scripts live in temporary folders)."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("ICNN_TORCH_") and k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")
-           and not k.startswith("SLURM_")}
-    env.update(ICNN_TORCH_ROOT=str(root), PYTHONUNBUFFERED="1",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])))
-    for name in ("FIGSHARE_API", "FIGSHARE_FILES", "VGG19_URL", "DEEPSIM_URL", "FC7_BOUNDS_URL"):
-        env[f"ICNN_TORCH_{name}"] = "http://127.0.0.1:9/offline"  # discard port: no network
-    env.update(extra)
-    return env
-
-
-def _run(script: str | Path, root: Path, *args: str, timeout: float = 600,
-         **env: str) -> subprocess.CompletedProcess:
-    path = script if isinstance(script, Path) else REPO / f"{script}.py"
-    return subprocess.run([sys.executable, str(path), *args], env=_env(root, **env),
-                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-
-
-def _check_outputs(out_dir: Path, label: str, dtype=np.float32) -> np.ndarray:
-    """The two outputs of a reconstruction; ``dtype`` None: the recon_img dtype is not checked
-    (an L-BFGS engine's, asserted by test_lbfgs_script_saves_float64)."""
-    mat = scipy.io.loadmat(out_dir / f"recon_img-{label}.mat")
-    img = mat["recon_img"]
-    assert img.shape == (224, 224, 3)
-    assert dtype is None or img.dtype == dtype
-    assert np.all(np.isfinite(img))
-    jpg = PIL.Image.open(out_dir / f"recon_img_normalized-{label}.jpg")
-    assert jpg.size == (224, 224) and jpg.mode == "RGB"
-    assert not list(out_dir.glob(".*tmp*")), "temporary files left behind"
-    return img
-
+from _project_tree import (KILL_LABELS, LAYER_SETS, REPO, SCRIPTS, check_outputs,
+                           one_error_line, read_options, read_record, run, script_copy,
+                           script_env)
 
 @pytest.mark.parametrize("script", list(SCRIPTS))
 def test_script_runs_and_writes_the_original_tree(project_root, script):
     image_type, network, pairs, extra = SCRIPTS[script]
     labels = sorted({label for _, label in pairs})
-    proc = _run(script, project_root, "--subjects", "S1", "--labels", ",".join(labels),
+    proc = run(script, project_root, "--subjects", "S1", "--labels", ",".join(labels),
                 "--iterations", "1", "--snapshot-every", "1", *extra)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = project_root / "results" / script
@@ -162,7 +47,7 @@ def test_script_runs_and_writes_the_original_tree(project_root, script):
         base = results / layer_set if layer_set else results
         for roi, label in pairs:
             out_dir = base / "S1" / roi
-            img = _check_outputs(out_dir, label, np.float32 if script.startswith("1_") else None)
+            img = check_outputs(out_dir, label, np.float32 if script.startswith("1_") else None)
             snaps = sorted((out_dir / "snapshots" / f"image-{label}").glob("0*.jpg"))
             first = "00001.jpg" if script.startswith("1_") else "00000.jpg"
             assert snaps and snaps[0].name == first
@@ -175,14 +60,14 @@ def test_script_runs_and_writes_the_original_tree(project_root, script):
 def test_rerun_skips_finished_and_force_redoes(project_root):
     script = "6_reconstruct_alphabet_image"
     args = ("--subjects", "S1", "--labels", "Img0005", "--iterations", "1", "--snapshot-every", "0")
-    first = _run(script, project_root, *args)
+    first = run(script, project_root, *args)
     assert first.returncode == 0, first.stderr[-3000:]
     mat = project_root / "results" / script / "S1" / "VC" / "recon_img-Img0005.mat"
     stamp = mat.stat().st_mtime_ns
-    again = _run(script, project_root, *args)
+    again = run(script, project_root, *args)
     assert again.returncode == 0 and "1 already done" in again.stdout
     assert mat.stat().st_mtime_ns == stamp
-    forced = _run(script, project_root, *args, "--force")
+    forced = run(script, project_root, *args, "--force")
     assert forced.returncode == 0 and "0 already done" in forced.stdout
     assert mat.stat().st_mtime_ns != stamp
 
@@ -192,7 +77,7 @@ def test_killed_run_resumes_without_redoing_or_corrupting(project_root, tmp_path
     script = "2_reconstruct_natural_image_without_DGN"
     args = ["--subjects", "S1", "--labels", ",".join(KILL_LABELS), "--iterations", "8",
             "--snapshot-every", "0", "--results-dir", str(tmp_path / "results")]
-    env = _env(project_root)
+    env = script_env(project_root)
     out_dir = tmp_path / "results" / script / "S1" / "VC"
     first_mat = out_dir / f"recon_img-{KILL_LABELS[0]}.mat"
     proc = subprocess.Popen([sys.executable, str(REPO / f"{script}.py"), *args], env=env,
@@ -210,14 +95,14 @@ def test_killed_run_resumes_without_redoing_or_corrupting(project_root, tmp_path
     second_mat = out_dir / f"recon_img-{KILL_LABELS[1]}.mat"
     assert not second_mat.exists(), "the run finished before it was killed; test is void"
     stamp = first_mat.stat().st_mtime_ns
-    _check_outputs(out_dir, KILL_LABELS[0], None)
+    check_outputs(out_dir, KILL_LABELS[0], None)
 
-    rerun = _run(script, project_root, *args)
+    rerun = run(script, project_root, *args)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "1 already done" in rerun.stdout
     assert first_mat.stat().st_mtime_ns == stamp
     for label in KILL_LABELS:
-        _check_outputs(out_dir, label, None)
+        check_outputs(out_dir, label, None)
 
 
 def test_missing_data_names_the_download_command(project_root, tmp_path):
@@ -227,7 +112,7 @@ def test_missing_data_names_the_download_command(project_root, tmp_path):
     shutil.copytree(project_root / "data", root / "data",
                     ignore=shutil.ignore_patterns("conv5_4"))
     os.symlink(project_root / "net", root / "net")
-    proc = _run("4_reconstruct_shape_image", root, "--subjects", "S1", "--labels", "Img0001",
+    proc = run("4_reconstruct_shape_image", root, "--subjects", "S1", "--labels", "Img0001",
                 "--iterations", "1", timeout=120)
     assert proc.returncode != 0
     assert "python -m icnn_torch.download" in proc.stderr
@@ -235,25 +120,6 @@ def test_missing_data_names_the_download_command(project_root, tmp_path):
 
 
 # --------------------------------------------------------------------------- copies of the scripts
-
-def _script_copy(folder: Path, source: str, name: str, edits: str) -> Path:
-    """A copy of a script under another name, its constants edited by assignments placed
-    after the originals (as a user editing the constants gets)."""
-    head, sep, tail = (REPO / f"{source}.py").read_text().partition("\nif __name__ == '__main__':")
-    assert sep, f"{source}.py does not end in the main guard"
-    path = folder / f"{name}.py"
-    path.write_text(f"{head}\n# Edited in this copy.\n{edits}\n{sep}{tail}")
-    return path
-
-
-def _record(results_dir: Path) -> dict:
-    return json.loads((results_dir / "run.json").read_text())
-
-
-def _options(results_dir: Path) -> dict:
-    with open(results_dir / "options.pkl", "rb") as f:
-        return pickle.load(f)
-
 
 COPY_OF_1 = """
 image_type = 'color_shape'
@@ -289,15 +155,15 @@ opts = {'loss_type': 'l2', 'iter_n': 2, 'disp_every': None, 'lr_start': 2., 'lr_
 ])
 def test_an_edited_copy_of_a_script_runs_and_records_itself(project_root, tmp_path, source,
                                                              name, edits, expected):
-    script = _script_copy(tmp_path, source, name, edits)
+    script = script_copy(tmp_path, source, name, edits)
     results_root = tmp_path / "results"
-    proc = _run(script, project_root, "--results-dir", str(results_root))
+    proc = run(script, project_root, "--results-dir", str(results_root))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     folder = results_root / name
     out_dir = folder / "S1" / expected["rois"][0]
     label = expected["labels"][0]
-    _check_outputs(out_dir, label, None)
-    record = _record(folder)
+    check_outputs(out_dir, label, None)
+    record = read_record(folder)
     for key, value in expected.items():
         assert record[key] == value, key
     assert record["script"] == name and record["network"] == "VGG19"
@@ -315,13 +181,13 @@ def test_an_edited_copy_of_a_script_runs_and_records_itself(project_root, tmp_pa
         "features", "net", "net_gen", "save_intermediate", "save_intermediate_every"}
     assert set(record["engine_options"]) == keywords
     assert record["engine_options"]["loss_type"] == "l2"
-    [run] = record["runs"]
-    assert run["device"].startswith("cpu") and run["rank"] == 0 and run["world_size"] == 1
-    assert run["versions"]["icnn_torch"] == __version__
-    assert run["versions"]["torch"] == torch.__version__
-    assert run["versions"]["numpy"] == np.__version__
-    assert run["versions"]["scipy"] == scipy.__version__
-    files = {Path(f["path"]).name: f for f in run["files"]}
+    [entry] = record["runs"]
+    assert entry["device"].startswith("cpu") and entry["rank"] == 0 and entry["world_size"] == 1
+    assert entry["versions"]["icnn_torch"] == __version__
+    assert entry["versions"]["torch"] == torch.__version__
+    assert entry["versions"]["numpy"] == np.__version__
+    assert entry["versions"]["scipy"] == scipy.__version__
+    files = {Path(f["path"]).name: f for f in entry["files"]}
     for weights in ("VGG_ILSVRC_19_layers.caffemodel", "generator.caffemodel"):
         path = Path(files[weights]["path"])
         assert files[weights]["size"] == path.stat().st_size
@@ -337,7 +203,7 @@ def test_an_edited_copy_of_a_script_runs_and_records_itself(project_root, tmp_pa
     assert Path(record["decoded_features_dir"]).parts[-2:] == ("data", "decodedfeatures")
     iteration_key = "iter_n" if expected["engine"] == "icnn_dgn_gd" else "maxiter"
     assert record["options"][iteration_key] == 2
-    assert _options(folder) == record["options"]  # options.pkl: the same engine options
+    assert read_options(folder) == record["options"]  # options.pkl: the same engine options
     # the generator was used (the DGN engines save its start with the snapshots), and the
     # script's default snapshot period of 1 saved every step
     snaps = out_dir / "snapshots" / f"image-{label}"
@@ -361,12 +227,12 @@ def test_generator_is_checked_exactly_for_dgn_engines(project_root, tmp_path):
     """Script 2 runs without the generator; its copy switched to icnn_dgn_gd asks for it."""
     root = _tree_without_generator(project_root, tmp_path / "no_generator")
     args = ("--iterations", "1", "--snapshot-every", "0", "--results-dir", str(tmp_path / "r"))
-    plain = _run("2_reconstruct_natural_image_without_DGN", root, "--subjects", "S1",
+    plain = run("2_reconstruct_natural_image_without_DGN", root, "--subjects", "S1",
                  "--labels", "Img0002", *args)
     assert plain.returncode == 0, plain.stderr[-3000:]
-    copy = _script_copy(tmp_path, "2_reconstruct_natural_image_without_DGN", "2_with_dgn",
+    copy = script_copy(tmp_path, "2_reconstruct_natural_image_without_DGN", "2_with_dgn",
                         COPY_OF_2)
-    proc = _run(copy, root, *args)
+    proc = run(copy, root, *args)
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
@@ -375,22 +241,14 @@ def test_generator_is_checked_exactly_for_dgn_engines(project_root, tmp_path):
 
 # --------------------------------------------------------------------------- one-line failures
 
-def _one_error_line(proc: subprocess.CompletedProcess) -> str:
-    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    return lines[0]
-
-
 def test_offline_run_without_data_is_one_line(tmp_path):
     """``python 1_reconstruct_natural_image.py </dev/null`` in an empty project, offline."""
     root = tmp_path / "empty"
     root.mkdir()
-    line = _one_error_line(_run("1_reconstruct_natural_image", root, timeout=120))
+    line = one_error_line(run("1_reconstruct_natural_image", root, timeout=120))
     assert "python -m icnn_torch.download" in line
     assert "not a terminal" in line
-    debug = _run("1_reconstruct_natural_image", root, "--debug", timeout=120)
+    debug = run("1_reconstruct_natural_image", root, "--debug", timeout=120)
     assert debug.returncode == 1 and "Traceback" in debug.stderr
     assert "MissingDataError" in debug.stderr
     assert not (root / "results").exists()  # a run that fails before its work leaves nothing
@@ -408,13 +266,13 @@ def test_unwritable_results_dir_is_one_line(project_root, tmp_path, how):
         (tmp_path / "file").write_text("not a folder")
         results_dir = tmp_path / "file" / "results"
     try:
-        proc = _run("6_reconstruct_alphabet_image", project_root, "--subjects", "S1",
+        proc = run("6_reconstruct_alphabet_image", project_root, "--subjects", "S1",
                     "--labels", "Img0005", "--iterations", "1", "--results-dir",
                     str(results_dir), timeout=120)
     finally:
         if how == "read-only folder":
             results_dir.chmod(0o755)
-    line = _one_error_line(proc)
+    line = one_error_line(proc)
     assert "cannot write into" in line and "--results-dir" in line
     assert "6_reconstruct_alphabet_image" in line
 
@@ -442,17 +300,17 @@ def _bad_feature_tree(project_root: Path, tmp_path: Path, bad: np.ndarray) -> Pa
 ])
 def test_bad_decoded_features_are_one_line_naming_the_file(project_root, tmp_path, bad, message):
     tree = _bad_feature_tree(project_root, tmp_path, bad)
-    script = _script_copy(tmp_path, "6_reconstruct_alphabet_image", "6_from_my_decoder",
+    script = script_copy(tmp_path, "6_reconstruct_alphabet_image", "6_from_my_decoder",
                           f"decoded_features_dir = {str(tree)!r}\nlayers = ['conv5_4', 'fc8']\n"
                           "subjects_list = ['S1']\nimage_label_list = ['Img0005']")
     args = ("--iterations", "1", "--results-dir", str(tmp_path / "results"))
-    line = _one_error_line(_run(script, project_root, *args, timeout=180))
+    line = one_error_line(run(script, project_root, *args, timeout=180))
     bad_file = layout.decode_feature_filename(tree, "alphabet", "VGG19", "fc8", "S1", "VC", "Img0005")
     assert str(bad_file) in line and message in line
     assert not (tmp_path / "results" / "6_from_my_decoder" / "options.pkl").exists()
     assert not (tmp_path / "results" / "6_from_my_decoder" / "run.json").exists()
     if np.isnan(bad).any():
-        debug = _run(script, project_root, *args, timeout=180, ICNN_TORCH_DEBUG="1")
+        debug = run(script, project_root, *args, timeout=180, ICNN_TORCH_DEBUG="1")
         assert debug.returncode == 1 and "Traceback" in debug.stderr
         assert "DamagedFileError" in debug.stderr
 
@@ -466,27 +324,27 @@ def test_options_and_record_describe_the_results_there(project_root, tmp_path):
     base = ("--subjects", "S1", "--labels", "Img0005", "--snapshot-every", "0",
             "--results-dir", str(tmp_path / "results"))
     folder = tmp_path / "results" / script
-    first = _run(script, project_root, *base, "--iterations", "1")
+    first = run(script, project_root, *base, "--iterations", "1")
     assert first.returncode == 0, first.stderr[-3000:]
-    assert _options(folder)["maxiter"] == 1 and _record(folder)["iterations"] == 1
+    assert read_options(folder)["maxiter"] == 1 and read_record(folder)["iterations"] == 1
     before = {name: (folder / name).read_bytes() for name in ("options.pkl", "run.json")}
     mat = folder / "S1" / "VC" / "recon_img-Img0005.mat"
     stamp = mat.stat().st_mtime_ns
 
-    other = _run(script, project_root, *base, "--iterations", "2")
-    line = _one_error_line(other)
+    other = run(script, project_root, *base, "--iterations", "2")
+    line = one_error_line(other)
     assert "maxiter: 1 there, 2 here" in line and "--force" in line and "--results-dir" in line
     assert {name: (folder / name).read_bytes() for name in before} == before
     assert mat.stat().st_mtime_ns == stamp
 
-    forced = _run(script, project_root, *base, "--iterations", "2", "--force")
+    forced = run(script, project_root, *base, "--iterations", "2", "--force")
     assert forced.returncode == 0, forced.stderr[-3000:]
-    assert _options(folder)["maxiter"] == 2 and _record(folder)["iterations"] == 2
+    assert read_options(folder)["maxiter"] == 2 and read_record(folder)["iterations"] == 2
     assert mat.stat().st_mtime_ns != stamp
 
-    same = _run(script, project_root, *base, "--iterations", "2")
+    same = run(script, project_root, *base, "--iterations", "2")
     assert same.returncode == 0 and "1 already done" in same.stdout
-    assert _options(folder)["maxiter"] == 2
+    assert read_options(folder)["maxiter"] == 2
 
 
 def test_runs_with_equal_options_merge_their_selection_in_script_order(project_root, tmp_path):
@@ -494,9 +352,9 @@ def test_runs_with_equal_options_merge_their_selection_in_script_order(project_r
     base = ("--subjects", "S1", "--iterations", "1", "--snapshot-every", "0",
             "--results-dir", str(tmp_path / "results"))
     for label in ("Img0045", "Img0002"):
-        proc = _run(script, project_root, *base, "--labels", label)
+        proc = run(script, project_root, *base, "--labels", label)
         assert proc.returncode == 0, proc.stderr[-3000:]
-    record = _record(tmp_path / "results" / script)
+    record = read_record(tmp_path / "results" / script)
     assert record["labels"] == ["Img0002", "Img0045"]
     assert record["subjects"] == ["S1"] and record["rois"] == ["VC"]
 
@@ -507,7 +365,7 @@ def test_two_ranks_share_a_scripts_jobs(project_root, tmp_path):
     args = ["--subjects", "S1", "--labels", ",".join(KILL_LABELS), "--iterations", "1",
             "--snapshot-every", "0", "--results-dir", str(tmp_path / "results")]
     procs = [subprocess.Popen([sys.executable, str(REPO / f"{script}.py"), *args],
-                              env=_env(project_root, RANK=str(rank), WORLD_SIZE="2",
+                              env=script_env(project_root, RANK=str(rank), WORLD_SIZE="2",
                                        LOCAL_RANK=str(rank)),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               stdin=subprocess.DEVNULL) for rank in (0, 1)]
@@ -517,20 +375,20 @@ def test_two_ranks_share_a_scripts_jobs(project_root, tmp_path):
         assert f"2 reconstructions, 1 for rank {rank}/2, 0 already done" in out
     folder = tmp_path / "results" / script
     for label in KILL_LABELS:
-        _check_outputs(folder / "S1" / "VC", label, None)
-    assert _record(folder)["labels"] == KILL_LABELS
+        check_outputs(folder / "S1" / "VC", label, None)
+    assert read_record(folder)["labels"] == KILL_LABELS
 
 
 # --------------------------------------------------------------------------- dtypes, --help
 
 def test_lbfgs_script_saves_float64(project_root, tmp_path):
     """The L-BFGS engines return scipy's float64 ``res.x``; the script saves it as it is."""
-    proc = _run("4_reconstruct_shape_image", project_root, "--subjects", "S1", "--labels",
+    proc = run("4_reconstruct_shape_image", project_root, "--subjects", "S1", "--labels",
                 "Img0001", "--iterations", "1", "--snapshot-every", "0", "--results-dir",
                 str(tmp_path / "results"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     out_dir = tmp_path / "results" / "4_reconstruct_shape_image" / "S1" / "VC"
-    _check_outputs(out_dir, "Img0001", np.float64)
+    check_outputs(out_dir, "Img0001", np.float64)
 
 
 def test_recon_img_is_saved_as_the_engine_returns_it(project_root, tmp_path, monkeypatch):
@@ -587,7 +445,7 @@ SCRIPT_NAMES = [
 @pytest.mark.parametrize("script", SCRIPT_NAMES)
 def test_help_lists_what_the_script_uses_without_importing_torch(tmp_path, script):
     proc = subprocess.run([sys.executable, "-X", "importtime", str(REPO / f"{script}.py"),
-                           "--help"], env=_env(tmp_path), capture_output=True, text=True,
+                           "--help"], env=script_env(tmp_path), capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()

@@ -66,8 +66,9 @@ def display_image(img: np.ndarray) -> np.ndarray:
 def save_reconstruction(out_dir: PathLike, label: str, img: np.ndarray) -> None:
     """Write ``recon_img_normalized-<label>.jpg``, then ``recon_img-<label>.mat``.
 
-    The ``.mat`` holds ``img`` as given (its dtype kept: float64 from the L-BFGS engines,
-    float32 from the GD engines). Each file goes through a temporary name; the job
+    The ``.mat`` holds ``img`` as given (its dtype kept: float64 from ``icnn_lbfgs``,
+    scipy's ``res.x``; float32 from the GD engines and from ``icnn_dgn_lbfgs``, whose image is
+    the generator's output). Each file goes through a temporary name; the job
     counts as done (:func:`~icnn_torch.store.layout.is_done`) only once both exist.
 
     Raises
