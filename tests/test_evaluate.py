@@ -14,10 +14,11 @@ from PIL import Image
 
 from _results_tree import PROJECT_ROOT, save_png, save_recon, write_record
 from icnn_torch import evaluate
-from icnn_torch.errors import ConfigError, DamagedFileError
+from icnn_torch.analysis.cli import evaluate_parser
+from icnn_torch.analysis.evaluate import BASE_COLUMNS, evaluate_results
 from icnn_torch.analysis.stimuli import find_stimulus, load_stimulus, read_stimulus_mapping
 from icnn_torch.analysis.tables import write_csv
-from icnn_torch.evaluate import evaluate_results
+from icnn_torch.errors import ConfigError, DamagedFileError
 from icnn_torch.metrics import (feature_identification, pairwise_identification, pixcorr,
                                 rgb_to_grey, ssim)
 from icnn_torch.store.results import find_reconstructions, load_reconstruction
@@ -267,7 +268,7 @@ def test_evaluate_results_perfect_reconstructions(tmp_path):
         assert row["ident_pixcorr"] == 1.0 and row["ident_euclidean"] == 1.0
         assert row["pixcorr"] == pytest.approx(1.0)
         assert row["ssim"] == pytest.approx(1.0)
-    assert list(rows[0]) == list(evaluate.BASE_COLUMNS)
+    assert list(rows[0]) == list(BASE_COLUMNS)
 
 
 def test_evaluate_results_with_features_and_shuffled_set(tmp_path, random_vgg19):
@@ -417,7 +418,7 @@ def test_write_csv_is_atomic_and_replaces(tmp_path):
 # --------------------------------------------------------------------------- command line, errors
 
 def test_cli_lists_are_comma_separated():
-    parser = evaluate._parser()
+    parser = evaluate_parser()
     args = parser.parse_args(["results", "--stimuli", "s", "--layers", "conv3_4,fc7",
                               "--scripts", f"{SCRIPT2},{SCRIPT3}"])
     assert args.layers == ["conv3_4", "fc7"]

@@ -15,9 +15,9 @@ from PIL import Image
 
 from _results_tree import panel_grid, panel_texts, save_png, save_recon, write_record
 from icnn_torch import figure
-from icnn_torch.figure import (GID_CAPTION, GID_COLUMN, GID_MISSING, GID_ROW,
-                               GID_TITLE, PanelStyle, compose_panel, make_figures,
-                               script_panels)
+from icnn_torch.analysis.figure import STIMULUS_ROW, make_figures, script_panels
+from icnn_torch.analysis.panel import (GID_CAPTION, GID_COLUMN, GID_MISSING, GID_ROW, GID_TITLE,
+                                       MISSING_TEXT, PanelStyle, compose_panel)
 
 SCRIPT1 = "1_reconstruct_natural_image"
 SCRIPT3 = "3_reconstruct_natural_image_different_combinations_of_CNN_layers"
@@ -136,7 +136,7 @@ def test_panel_structure_follows_the_run_record(tmp_path):
     # S2 has no JPEG: its cells come from the .mat files, exactly
     assert _colour(grid[1][0]) == pytest.approx(COLOURS["Img0009"], abs=1e-9)
     assert _colour(grid[1][1]) is None  # S2 / Img0002 was never reconstructed
-    assert [t.get_text() for t in grid[1][1].texts] == [figure.MISSING_TEXT]
+    assert [t.get_text() for t in grid[1][1].texts] == [MISSING_TEXT]
     # square cells of at most one inch, a panel no wider than the page
     for ax in panel.axes:
         assert _cell_inches(panel, ax) == pytest.approx((1.0, 1.0))
@@ -177,7 +177,7 @@ def test_ground_truth_row_on_top_and_a_warning_per_missing_stimulus(tmp_path, ca
         assert message.startswith(f"no stimulus image for {label} of {SCRIPT5}")
         assert str(stimuli / "color_shape" / f"{label}.*") in message
     panel1 = panels[SCRIPT1]
-    assert panel_texts(panel1, GID_ROW) == [figure.STIMULUS_ROW, "S1\nVC", "S2\nVC"]
+    assert panel_texts(panel1, GID_ROW) == [STIMULUS_ROW, "S1\nVC", "S2\nVC"]
     grid = panel_grid(panel1)
     assert len(grid) == 3
     for col, label in enumerate(["Img0009", "Img0002", "Img0001"]):

@@ -6,8 +6,8 @@ import pytest
 
 from _results_tree import panel_grid, panel_texts, save_png, save_recon, write_record
 from icnn_torch import evaluate, figure
+from icnn_torch.analysis.panel import GID_CAPTION, GID_COLUMN, GID_ROW, GID_TITLE
 from icnn_torch.errors import ConfigError, DamagedFileError
-from icnn_torch.figure import GID_COLUMN, GID_ROW, GID_TITLE
 from icnn_torch.store.layout import RUN_RECORD_NAME
 from icnn_torch.store.results import (find_reconstructions, find_script_results, natural_key,
                                 order_labels, roi_key)
@@ -146,4 +146,4 @@ def test_record_free_results_take_the_image_type_given(tmp_path):
     assert all(row["pixcorr"] == pytest.approx(1.0) for row in rows)
     panel = figure.script_panels(root, stimuli, image_type="color_shape")["8_my_variant"]
     assert panel_texts(panel, GID_TITLE) == ["8_my_variant"]
-    assert panel_texts(panel, figure.GID_CAPTION) == []  # engine unknown: no caption
+    assert panel_texts(panel, GID_CAPTION) == []  # engine unknown: no caption

@@ -18,8 +18,8 @@ belongs to item ``i`` of the stimulus stack.
 :func:`cnn_features`, :func:`feature_identification`
     The same identification on CNN features (e.g. VGG19 ``conv3_4`` and ``fc7``).
 
-The scoring of a whole results tree and its command line are in
-:mod:`icnn_torch.evaluate`.
+The scoring of a whole results tree is :mod:`icnn_torch.analysis.evaluate`; its command
+line ``python -m icnn_torch.evaluate`` is in :mod:`icnn_torch.analysis.cli`.
 """
 
 from __future__ import annotations
