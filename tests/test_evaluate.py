@@ -2,6 +2,7 @@
 
 import csv
 import math
+import re
 import subprocess
 import sys
 import warnings
@@ -15,10 +16,12 @@ from PIL import Image
 from _results_tree import PROJECT_ROOT, save_png, save_recon, write_record
 from icnn_torch import evaluate
 from icnn_torch.analysis.cli import evaluate_parser
-from icnn_torch.analysis.evaluate import BASE_COLUMNS, evaluate_results
+from icnn_torch.analysis import evaluate as analysis_evaluate
+from icnn_torch.analysis.evaluate import (BASE_COLUMNS, NetInputSizeError, NoReconstructionsError,
+                                          evaluate_results)
 from icnn_torch.analysis.stimuli import find_stimulus, load_stimulus, read_stimulus_mapping
 from icnn_torch.analysis.tables import write_csv
-from icnn_torch.errors import ConfigError, DamagedFileError
+from icnn_torch.errors import ConfigError, DamagedFileError, MissingDataError
 from icnn_torch.metrics import (feature_identification, pairwise_identification, pixcorr,
                                 rgb_to_grey, ssim)
 from icnn_torch.store.results import find_reconstructions, load_reconstruction
@@ -496,13 +499,49 @@ def test_cli_prints_a_warning_line_for_missing_stimuli(tmp_path, capsys):
     assert str(stimuli / "natural" / "Img0011.*") in err
 
 
-def test_feature_errors_name_the_layer_or_size(tmp_path, random_vgg19):
+def test_feature_errors_name_the_layer_or_size(tmp_path, random_vgg19, capsys, monkeypatch):
     results, stimuli, _ = _build_tree(tmp_path)  # 32x32 reconstructions
     with pytest.raises(ConfigError, match="no layer conv9_9; choose from conv1_1"):
         evaluate_results(results, stimuli, layers=["conv9_9"], net=random_vgg19)
-    with pytest.raises(ConfigError, match=r"32x32 pixels, but VGG19 takes 224x224.*--no-features"):
+    # the library names the sizes; the command line adds the option that helps
+    with pytest.raises(ConfigError, match=r"32x32 pixels, but VGG19 takes 224x224") as info:
         evaluate_results(results, stimuli, layers=["conv1_1"], net=random_vgg19,
                          scripts=[SCRIPT2])
+    assert isinstance(info.value, NetInputSizeError) and "--" not in str(info.value)
+    monkeypatch.setattr(analysis_evaluate, "_load_vgg19_for_features",
+                        lambda path, device: random_vgg19)
+    assert evaluate.main([str(results), "--stimuli", str(stimuli), "--layers", "conv1_1",
+                          "--scripts", SCRIPT2]) == 1
+    line, = _error_lines(capsys)
+    assert re.search(r"32x32 pixels, but VGG19 takes 224x224.*--no-features", line), line
+
+
+def test_library_errors_carry_no_command_line_advice(tmp_path, capsys, monkeypatch):
+    results, stimuli, _ = _build_tree(tmp_path)
+    monkeypatch.chdir(tmp_path)  # no net/ folder here
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(NoReconstructionsError) as info:
+        evaluate_results(tmp_path / "empty", stimuli, layers=())
+    assert str(info.value) == f"no recon_img-<label>.mat files under {tmp_path / 'empty'}"
+    with pytest.raises(MissingDataError) as info:
+        evaluate_results(results, stimuli)
+    assert info.value.items == ("vgg19",) and "--" not in info.value.detail
+    # the command line says what to do: make results, pass --vgg19 or --no-features
+    assert evaluate.main([str(tmp_path / "empty"), "--stimuli", str(stimuli),
+                          "--no-features"]) == 1
+    line, = _error_lines(capsys)
+    assert line.endswith("run a figure script first (e.g. python "
+                         "1_reconstruct_natural_image.py)")
+    assert evaluate.main([str(results), "--stimuli", str(stimuli)]) == 1
+    line, = _error_lines(capsys)
+    assert "pass --vgg19 FILE, or skip it with --no-features." in line
+    # a CSV that cannot be written: the option that chooses another
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    assert evaluate.main([str(results), "--stimuli", str(stimuli), "--no-features",
+                          "--out", str(blocker / "scores.csv")]) == 1
+    line, = _error_lines(capsys)
+    assert line.startswith("error: cannot write") and line.endswith("choose a writable --out")
 
 
 def test_results_without_records_use_the_image_type_option(tmp_path, capsys):

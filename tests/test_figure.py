@@ -18,6 +18,7 @@ from icnn_torch import figure
 from icnn_torch.analysis.figure import STIMULUS_ROW, make_figures, script_panels
 from icnn_torch.analysis.panel import (GID_CAPTION, GID_COLUMN, GID_MISSING, GID_ROW, GID_TITLE,
                                        MISSING_TEXT, PanelStyle, compose_panel)
+from icnn_torch.errors import OutputError
 
 SCRIPT1 = "1_reconstruct_natural_image"
 SCRIPT3 = "3_reconstruct_natural_image_different_combinations_of_CNN_layers"
@@ -298,3 +299,9 @@ def test_unwritable_output_is_one_line(tmp_path, capsys):
                             "--scripts", SCRIPT5, "--dpi", "20"]) == 1
     line, = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("error: cannot write") and "a_file" in line
+    assert line.endswith("; choose a writable --out-dir")  # the command line's advice
+    # the library's error names the file, not an option
+    with pytest.raises(OutputError) as info:
+        make_figures(results, blocker / "figs", scripts=[SCRIPT5], dpi=20)
+    assert info.value.path == str(blocker / "figs" / f"{SCRIPT5}.png")
+    assert "--" not in str(info.value)

@@ -19,7 +19,10 @@ plus one ``label = "mean"`` row per set, atomically, by default to
 panel per script folder as PNG and PDF, by default into ``RESULTS_DIR/figures/``. Lists
 are comma-separated, as the figure scripts take them. Errors of the project print one
 ``error: ...`` line (:func:`icnn_torch.run.cli.run_cli`) and return status 1; ``--debug``
-shows the traceback.
+shows the traceback. The advice in that line is the command line's: the library's errors
+name files and values, and here they get the option that helps (``--out`` /
+``--out-dir`` for a file that cannot be written, through :mod:`icnn_torch.run.advice`;
+``--vgg19`` / ``--no-features`` for feature identification; how to make results).
 
 Nothing here imports torch or matplotlib before the work starts, so ``--help`` is quick.
 """
@@ -30,16 +33,28 @@ import argparse
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..errors import ConfigError
+from ..errors import ConfigError, MissingDataError
+from ..run.advice import Context
 from ..run.cli import comma_list, run_cli, warnings_to_stderr
 from ..store.results import RECON_FORMS
-from .evaluate import DEFAULT_VGG19_PATH, evaluate_results, format_table
+from .evaluate import (DEFAULT_VGG19_PATH, NetInputSizeError, NoReconstructionsError,
+                       evaluate_results, format_table)
 from .figure import make_figures
 from .metrics import DEFAULT_FEATURE_LAYERS
 from .panel import PanelStyle
 from .tables import write_csv
 
 __all__ = ["evaluate_parser", "evaluate_main", "figure_parser", "figure_main"]
+
+#: What to do about a results tree without reconstructions.
+RUN_A_SCRIPT = "run a figure script first (e.g. python 1_reconstruct_natural_image.py)"
+
+
+def _check_results_dir(results_dir: str) -> None:
+    """Stop with the way to make results when ``results_dir`` is not a folder (before any
+    other check of the command, whose messages would not say it)."""
+    if not Path(results_dir).is_dir():
+        raise ConfigError(f"results folder {results_dir} does not exist; {RUN_A_SCRIPT}")
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -82,17 +97,31 @@ def evaluate_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _evaluate(argv: Optional[Sequence[str]]) -> int:
-    args = evaluate_parser().parse_args(argv)
-    if not Path(args.results_dir).is_dir():
-        raise ConfigError(f"results folder {args.results_dir} does not exist; run a figure "
-                          "script first (e.g. python 1_reconstruct_natural_image.py)")
+def _evaluate_rows(args: argparse.Namespace) -> list[dict[str, object]]:
+    """:func:`evaluate_results` with the options; its errors say which option helps."""
     layers = [] if args.no_features else args.layers
-    with warnings_to_stderr():
-        rows = evaluate_results(args.results_dir, args.stimuli, mapping=args.mapping,
+    try:
+        return evaluate_results(args.results_dir, args.stimuli, mapping=args.mapping,
                                 layers=layers, vgg19_path=args.vgg19, device=args.device,
                                 scripts=args.scripts, recon_form=args.recon_form,
                                 image_type=args.image_type)
+    except NoReconstructionsError as err:
+        raise ConfigError(f"{err}; {RUN_A_SCRIPT}") from err
+    except NetInputSizeError as err:
+        raise ConfigError(f"{err}; skip feature identification with --no-features") from err
+    except MissingDataError as err:
+        if "vgg19" not in err.items:
+            raise
+        raise MissingDataError(err.missing, err.items,
+                               detail=f"{err.detail.rstrip('.')}; pass --vgg19 FILE, or skip "
+                                      "it with --no-features.") from err
+
+
+def _evaluate(argv: Optional[Sequence[str]]) -> int:
+    args = evaluate_parser().parse_args(argv)
+    _check_results_dir(args.results_dir)
+    with warnings_to_stderr():
+        rows = _evaluate_rows(args)
     if not rows:
         raise ConfigError(f"no reconstruction under {args.results_dir} has a stimulus image "
                           f"in {args.stimuli} (expected e.g. {args.stimuli}/natural/Img0009."
@@ -111,7 +140,7 @@ def evaluate_main(argv: Optional[Sequence[str]] = None) -> int:
     Errors of the project (a missing folder or weight file, a damaged file, a bad value)
     print one ``error: ...`` line and return 1; ``--debug`` shows the traceback.
     """
-    return run_cli(lambda: _evaluate(argv), argv)
+    return run_cli(lambda: _evaluate(argv), argv, Context(results_option="--out"))
 
 
 # --------------------------------------------------------------------------- figure
@@ -152,9 +181,7 @@ def _figure(argv: Optional[Sequence[str]]) -> int:
         parser.error("--cell-inches must be positive")
     if args.dpi <= 0:
         parser.error("--dpi must be positive")
-    if not Path(args.results_dir).is_dir():
-        raise ConfigError(f"results folder {args.results_dir} does not exist; run a figure "
-                          "script first (e.g. python 1_reconstruct_natural_image.py)")
+    _check_results_dir(args.results_dir)
     with warnings_to_stderr():
         written = make_figures(args.results_dir, args.out_dir, args.stimuli, args.mapping,
                                args.labels, args.scripts, args.image_type,
@@ -162,8 +189,7 @@ def _figure(argv: Optional[Sequence[str]]) -> int:
     if not written:
         raise ConfigError(f"no recon_img-<label>.mat files under {args.results_dir}"
                           + (" with the labels given" if args.labels else "")
-                          + "; run a figure script first (e.g. python "
-                            "1_reconstruct_natural_image.py)")
+                          + f"; {RUN_A_SCRIPT}")
     for path in written:
         print(f"wrote {path}")
     return 0
@@ -176,4 +202,4 @@ def figure_main(argv: Optional[Sequence[str]] = None) -> int:
     Errors of the project print one ``error: ...`` line and return 1; ``--debug`` shows
     the traceback.
     """
-    return run_cli(lambda: _figure(argv), argv)
+    return run_cli(lambda: _figure(argv), argv, Context(results_option="--out-dir"))

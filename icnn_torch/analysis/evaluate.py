@@ -75,7 +75,8 @@ from .tables import format_value
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DEFAULT_VGG19_PATH", "BASE_COLUMNS", "evaluate_results", "format_table"]
+__all__ = ["DEFAULT_VGG19_PATH", "BASE_COLUMNS", "NoReconstructionsError", "NetInputSizeError",
+           "evaluate_results", "format_table"]
 
 #: Where the scripts read the VGG19 weights (relative to the project root).
 DEFAULT_VGG19_PATH = Path(DEFAULT_NET_DIR) / VGG19_CAFFEMODEL_RELPATH
@@ -85,6 +86,25 @@ BASE_COLUMNS = ("script", "layer_set", "subject", "roi", "label", "n_images",
                 "ident_pixcorr", "ident_euclidean", "pixcorr", "ssim")
 
 
+class NoReconstructionsError(ConfigError):
+    """A results folder (``results_dir``) holds no ``recon_img-<label>.mat`` file of the
+    scripts asked for."""
+
+    def __init__(self, results_dir: PathLike):
+        self.results_dir = str(results_dir)
+        super().__init__(f"no recon_img-<label>.mat files under {results_dir}")
+
+
+class NetInputSizeError(ConfigError):
+    """Reconstructions of a set (``where``) whose size, (H, W) pixels ``size``, the feature
+    network does not take (it takes ``input_size``)."""
+
+    def __init__(self, where: str, size: tuple, input_size: tuple):
+        self.where, self.size, self.input_size = where, tuple(size), tuple(input_size)
+        super().__init__(f"the reconstructions of {where} are {size[0]}x{size[1]} pixels, "
+                         f"but VGG19 takes {input_size[0]}x{input_size[1]}")
+
+
 def _load_vgg19_for_features(vgg19_path: Optional[PathLike], device):
     from ..nets.weights import load_vgg19  # torch
 
@@ -92,8 +112,7 @@ def _load_vgg19_for_features(vgg19_path: Optional[PathLike], device):
     path = Path(vgg19_path) if vgg19_path is not None else vgg19_weights_path(DEFAULT_NET_DIR)
     if not path.is_file():
         raise MissingDataError(path, ["vgg19"],
-                               detail="VGG19 is needed for feature identification; pass "
-                                      "--vgg19 FILE, or skip it with --no-features.")
+                               detail="VGG19 is needed for feature identification.")
     return load_vgg19(path, device=device)
 
 
@@ -152,10 +171,11 @@ def evaluate_results(results_dir: PathLike, stimuli_dir: PathLike,
     Raises
     ------
     ConfigError
-        A missing results or stimulus folder, an unknown layer, reconstructions whose size
-        the net does not take.
+        A missing results or stimulus folder, an unknown script folder or layer;
+        :class:`NoReconstructionsError` when there is nothing to score,
+        :class:`NetInputSizeError` for reconstructions whose size the net does not take.
     MissingDataError
-        The VGG19 weights are needed and absent (the message has the download command).
+        The VGG19 weights are needed and absent (download item ``vgg19``).
     DamagedFileError
         An unreadable ``.mat``, stimulus image or run record, or a reconstruction whose
         size differs from the others of its set.
@@ -174,8 +194,7 @@ def evaluate_results(results_dir: PathLike, stimuli_dir: PathLike,
         mapping = read_stimulus_mapping(mapping, stimuli_dir)
     recs = find_reconstructions(results_dir, scripts, image_type)
     if not recs:
-        raise ConfigError(f"no recon_img-<label>.mat files under {results_dir}; run a "
-                          "figure script first (e.g. python 1_reconstruct_natural_image.py)")
+        raise NoReconstructionsError(results_dir)
     if layers:
         if net is None:
             net = _load_vgg19_for_features(vgg19_path, device)
@@ -247,9 +266,7 @@ def _identify_by_features(net, recons: np.ndarray, stimuli: np.ndarray, layers: 
     stimulus already seen in another set (``cache``: key -> layer -> features)."""
     input_size = tuple(getattr(net, "input_size", recons.shape[1:3]))
     if recons.shape[1:3] != input_size:
-        raise ConfigError(f"the reconstructions of {where} are {recons.shape[1]}x"
-                          f"{recons.shape[2]} pixels, but VGG19 takes {input_size[0]}x"
-                          f"{input_size[1]}; skip feature identification with --no-features")
+        raise NetInputSizeError(where, recons.shape[1:3], input_size)
     feats_r = cnn_features(net, recons, layers)
     todo = [index for index, key in enumerate(stimulus_keys) if key not in cache]
     if todo:

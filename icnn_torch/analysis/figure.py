@@ -237,7 +237,7 @@ def make_figures(results_dir: PathLike, out_dir: Optional[PathLike] = None,
                     with atomic_output(path) as tmp:
                         panel.savefig(tmp, format=fmt, dpi=dpi, facecolor="white")
                 except OSError as err:
-                    raise OutputError(f"cannot write {path}: {err.strerror or err}; choose "
-                                      "another --out-dir") from err
+                    raise OutputError(f"cannot write {path}: {err.strerror or err}",
+                                      path) from err
                 written.append(path)
     return written
