@@ -305,3 +305,28 @@ def test_unwritable_output_is_one_line(tmp_path, capsys):
         make_figures(results, blocker / "figs", scripts=[SCRIPT5], dpi=20)
     assert info.value.path == str(blocker / "figs" / f"{SCRIPT5}.png")
     assert "--" not in str(info.value)
+
+
+def test_a_one_column_panel_keeps_its_title_legible(tmp_path):
+    # figure 7A with one label: a panel one cell wide wrapped its 69-character title onto
+    # five lines of 5 to 18 characters
+    results = tmp_path / "results"
+    plan = write_record(results, SCRIPT5)
+    for subject in ("S1", "S2"):
+        save_recon(results / SCRIPT5 / subject / "V1", "Img0004", _solid("Img0004", 32))
+    title = plan.figure_title
+    assert title.startswith("Fig 7A.") and len(title) > 60
+    panel = script_panels(results, labels=["Img0004"])[SCRIPT5]
+    lines = panel_texts(panel, GID_TITLE)
+    assert " ".join(lines) == title
+    # two lines, the first of 30 characters or more (9 pt bold: about 45 fit a line)
+    assert len(lines) == 2 and len(lines[0]) >= 30
+    caption = panel_texts(panel, GID_CAPTION)
+    assert len(caption) == 1 and caption[0].startswith("L-BFGS-B, 200 iterations")
+    assert _cell_inches(panel, panel.axes[0]) == pytest.approx((1.0, 1.0))  # cells as before
+    _check_texts_clear(panel)
+    # any script with one label: the title reads in at most two lines
+    results1, _ = _build_tree(tmp_path / "one", size=32)
+    panel1 = script_panels(results1, scripts=[SCRIPT1], labels=["Img0009"])[SCRIPT1]
+    assert panel_texts(panel1, GID_TITLE) == [TITLE1]
+    _check_texts_clear(panel1)
