@@ -6,8 +6,9 @@ the results of a script. Geometry (:class:`PanelStyle`, inches and points): squa
 of at most 1 inch, shrunk so that the panel fits a page of 7.5 x 8.75 inches (the full
 width and height of a PLOS figure) unless the cell size is given; matplotlib's default
 font (DejaVu Sans), labels 8 pt (down to 6 pt for many columns), title 9 pt bold, caption
-7 pt; texts wrapped, never cut at the panel's edge. Texts and cells carry the ``gid`` s
-``GID_*`` of this module, for programs that inspect a panel.
+7 pt; texts wrapped, never cut at the panel's edge, and a panel of one or two columns
+widened so that its title reads in lines of some 45 characters. Texts and cells carry the
+``gid`` s ``GID_*`` of this module, for programs that inspect a panel.
 
 matplotlib is imported when a panel is drawn, not with this module.
 """
@@ -33,6 +34,9 @@ MISSING_TEXT = "no image"
 MISSING_COLOUR = "0.6"
 #: Points per inch.
 POINT = 1 / 72
+#: Room for a line of text beyond its outline's width: Agg's hinting draws 9 pt text up to
+#: 4 % wider at 100 dpi (matplotlib's screen resolution), 1.5 % at 300 dpi.
+HINTING_ALLOWANCE = 1.05
 
 #: ``gid`` of the panel's artists, for programs that inspect a panel.
 GID_TITLE, GID_COLUMN, GID_ROW, GID_CAPTION = "title", "column-label", "row-label", "caption"
@@ -62,6 +66,11 @@ class PanelStyle:
         Font sizes. When the widest column label does not fit its cell, all column labels
         and row headers are set smaller, down to ``min_label_size``; below that the column
         labels stand vertically at ``label_size`` (cut with an ellipsis beyond 1.5 in).
+    min_text_width : float
+        The title and the caption wrap at the panel's inner width, or at this width where
+        the grid is narrower (a panel of one or two columns) and a text needs it; the panel
+        is then widened to it and the grid centred. 3.25 in holds about 45 characters of
+        the 9 pt bold title.
     """
 
     cell: Optional[float] = None
@@ -76,6 +85,7 @@ class PanelStyle:
     label_size: float = 8.0
     caption_size: float = 7.0
     min_label_size: float = 6.0
+    min_text_width: float = 3.25
 
 
 # --------------------------------------------------------------------------- text
@@ -257,8 +267,15 @@ class _Geometry:
         stimulus_gap = s.stimulus_gap if stimulus_row else 0.0
         widest = max(_text_width(label, s.label_size) for label in col_headers)
 
+        # a narrow grid is widened for the texts, to s.min_text_width at most
+        text_width = min(s.min_text_width,
+                         HINTING_ALLOWANCE * max(_text_width(title, s.title_size, "bold"),
+                                                 _text_width(caption, s.caption_size)))
+
         def at(cell: float) -> "_Geometry":
-            width = left + n_cols * cell + (n_cols - 1) * s.gap + s.margin
+            grid_width = left + n_cols * cell + (n_cols - 1) * s.gap + s.margin
+            width = max(grid_width, text_width + 2 * s.margin)
+            grid_left = left + (width - grid_width) / 2  # the grid centred
             title_lines = _wrap(title, s.title_size, width - 2 * s.margin, "bold")
             caption_lines = _wrap(caption, s.caption_size, width - 2 * s.margin)
             # the largest size (0.1 pt steps) at which the widest label fits its cell, with
@@ -276,7 +293,7 @@ class _Geometry:
                       + n_rows * cell + (n_rows - 1) * s.gap + stimulus_gap
                       + (s.pad + len(caption_lines) * _line_height(s.caption_size)
                          if caption_lines else 0.0) + s.margin)
-            return cls(cell, width, height, left, header_width, stimulus_gap, title_lines,
+            return cls(cell, width, height, grid_left, header_width, stimulus_gap, title_lines,
                        caption_lines, float(size), vertical, strip)
 
         if s.cell is not None:
