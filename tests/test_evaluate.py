@@ -558,3 +558,37 @@ def test_results_without_records_use_the_image_type_option(tmp_path, capsys):
     assert len(rows) == 13 and all(row["ident_pixcorr"] == 1.0 for row in rows)
     assert evaluate.main([str(results), "--stimuli", str(stimuli), "--no-features",
                           "--image-type", "natural"]) == 0
+
+
+def test_single_image_sets_say_why_identification_is_missing(tmp_path, capsys):
+    results, stimuli, _ = _build_tree(tmp_path)
+    for label in ["Img0011", "Img0045", "Img0048"]:
+        (stimuli / "natural" / f"{label}.png").unlink()
+    out = tmp_path / "scores.csv"
+    assert evaluate.main([str(results), "--stimuli", str(stimuli), "--no-features",
+                          "--per-image", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    notes = [line for line in captured.err.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 1, captured.err
+    assert "at least two images" in notes[0] and f"{SCRIPT2}/S1/VC" in notes[0]
+    assert SCRIPT3 not in notes[0]  # its sets have three images each
+    # the table says n/a where identification cannot be computed, numbers elsewhere
+    single = [line for line in captured.out.splitlines() if line.startswith("-  ")]
+    assert [line.split()[3] for line in single] == ["Img0002", "mean"]
+    for line in single:
+        assert line.count("n/a (1 image)") == 2 and "nan" not in line
+        assert line.split()[-2:] == ["1.000000", "1.000000"]  # pixcorr, ssim
+    assert "n/a" not in "".join(line for line in captured.out.splitlines()
+                                 if line.startswith("layers-"))
+    # the CSV keeps NaN (machine-readable)
+    with open(out, newline="") as handle:
+        table = [row for row in csv.DictReader(handle) if row["script"] == SCRIPT2]
+    assert [row["label"] for row in table] == ["Img0002", "mean"]
+    assert all(row["ident_pixcorr"] == row["ident_euclidean"] == "nan" for row in table)
+    # every set of two images or more: no note
+    for label in ["Img0011", "Img0045"]:
+        save_png(stimuli / "natural" / f"{label}.png", np.zeros((32, 32, 3)))
+    assert evaluate.main([str(results), "--stimuli", str(stimuli), "--no-features",
+                          "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "note:" not in captured.err and "n/a" not in captured.out
