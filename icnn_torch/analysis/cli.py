@@ -30,6 +30,7 @@ Nothing here imports torch or matplotlib before the work starts, so ``--help`` i
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -38,7 +39,7 @@ from ..run.advice import Context
 from ..run.cli import comma_list, run_cli, warnings_to_stderr
 from ..store.results import RECON_FORMS
 from .evaluate import (DEFAULT_VGG19_PATH, NetInputSizeError, NoReconstructionsError,
-                       evaluate_results, format_table)
+                       evaluate_results, format_table, single_image_sets)
 from .figure import make_figures
 from .metrics import DEFAULT_FEATURE_LAYERS
 from .panel import PanelStyle
@@ -117,6 +118,18 @@ def _evaluate_rows(args: argparse.Namespace) -> list[dict[str, object]]:
                                       "it with --no-features.") from err
 
 
+def _single_image_note(rows: Sequence[dict[str, object]]) -> Optional[str]:
+    """One line on the sets whose identification is NaN because they hold one image."""
+    sets = single_image_sets(rows)
+    if not sets:
+        return None
+    shown = ", ".join(sets[:3]) + (f" and {len(sets) - 3} more" if len(sets) > 3 else "")
+    return ("note: pairwise identification needs at least two images in a set "
+            f"(a reconstruction's own stimulus and another); {len(sets)} set{'s' if len(sets) > 1 else ''} of a single image "
+            f"({shown}) {'have' if len(sets) > 1 else 'has'} none (n/a in the table, nan "
+            "in the CSV)")
+
+
 def _evaluate(argv: Optional[Sequence[str]]) -> int:
     args = evaluate_parser().parse_args(argv)
     _check_results_dir(args.results_dir)
@@ -128,6 +141,9 @@ def _evaluate(argv: Optional[Sequence[str]]) -> int:
                           f"png or {args.stimuli}/Img0009.png, or a --mapping CSV)")
     out = Path(args.out) if args.out else Path(args.results_dir) / "evaluation.csv"
     write_csv(rows, out)
+    note = _single_image_note(rows)
+    if note is not None:
+        print(note, file=sys.stderr)
     print(format_table(rows, per_image=args.per_image))
     print(f"\nwrote {out}")
     return 0

@@ -11,7 +11,8 @@ stimulus image is found:
     candidates are the stimuli of the other reconstructions of the same set (same
     script, layer set, subject and ROI); the score is the fraction of candidates whose
     Pearson correlation with the reconstruction is lower than the true stimulus's
-    (ties count one half). Chance is 0.5.
+    (ties count one half). Chance is 0.5. A set of one image has no candidate: NaN
+    (``n/a (1 image)`` in :func:`format_table`).
 ``ident_euclidean``
     The same with negative Euclidean distance as the similarity.
 ``pixcorr``
@@ -75,8 +76,9 @@ from .tables import format_value
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DEFAULT_VGG19_PATH", "BASE_COLUMNS", "NoReconstructionsError", "NetInputSizeError",
-           "evaluate_results", "format_table"]
+__all__ = ["DEFAULT_VGG19_PATH", "BASE_COLUMNS", "MIN_IDENTIFICATION_SET", "NOT_IDENTIFIED",
+           "NoReconstructionsError", "NetInputSizeError", "evaluate_results", "set_name",
+           "single_image_sets", "format_table"]
 
 #: Where the scripts read the VGG19 weights (relative to the project root).
 DEFAULT_VGG19_PATH = Path(DEFAULT_NET_DIR) / VGG19_CAFFEMODEL_RELPATH
@@ -84,6 +86,12 @@ DEFAULT_VGG19_PATH = Path(DEFAULT_NET_DIR) / VGG19_CAFFEMODEL_RELPATH
 #: The CSV columns before the ``ident_<layer>`` ones.
 BASE_COLUMNS = ("script", "layer_set", "subject", "roi", "label", "n_images",
                 "ident_pixcorr", "ident_euclidean", "pixcorr", "ssim")
+
+#: Pairwise identification compares a reconstruction's own stimulus with the others of
+#: its set: it needs this many images (a smaller set scores NaN).
+MIN_IDENTIFICATION_SET = 2
+#: What the table shows instead of the NaN identification of a set of one image.
+NOT_IDENTIFIED = "n/a (1 image)"
 
 
 class NoReconstructionsError(ConfigError):
@@ -230,15 +238,14 @@ def evaluate_results(results_dir: PathLike, stimuli_dir: PathLike,
         nan = np.full(n, np.nan)
         ident_corr, ident_euc = nan, nan
         ident_feat = {layer: nan for layer in layers}
-        if n >= 2:
+        if n >= MIN_IDENTIFICATION_SET:
             recon_arr, stim_arr = np.stack(recon_imgs), np.stack(stim_imgs)
             ident_corr = pairwise_identification(recon_arr, stim_arr, "corr")
             ident_euc = pairwise_identification(recon_arr, stim_arr, "euclidean")
             if layers:
                 keys = [(path, recon_arr.shape[1:3]) for _, path in pairs]
                 ident_feat = _identify_by_features(net, recon_arr, stim_arr, layers, keys,
-                                                   stimulus_features,
-                                                   "/".join(filter(None, group)))
+                                                   stimulus_features, set_name(group))
         group_rows = []
         for index, ((rec, _), recon, stim) in enumerate(zip(pairs, recon_imgs, stim_imgs)):
             row: dict[str, object] = {
@@ -278,8 +285,25 @@ def _identify_by_features(net, recons: np.ndarray, stimuli: np.ndarray, layers: 
             for layer in layers}
 
 
+def set_name(group: Sequence[str]) -> str:
+    """``script/[layer set/]subject/roi`` of a set (script, layer set or "", subject, ROI)."""
+    return "/".join(filter(None, group))
+
+
+def single_image_sets(rows: Sequence[Mapping[str, object]]) -> list[str]:
+    """The sets (:func:`set_name`) of :func:`evaluate_results`' rows too small for pairwise
+    identification (fewer than :data:`MIN_IDENTIFICATION_SET` images), in row order."""
+    return [set_name([str(row[key]) for key in ("script", "layer_set", "subject", "roi")])
+            for row in rows
+            if row["label"] == "mean" and int(row["n_images"]) < MIN_IDENTIFICATION_SET]
+
+
 def format_table(rows: Sequence[Mapping[str, object]], per_image: bool = False) -> str:
-    """A plain-text table per script: the mean rows, or every row with ``per_image``."""
+    """A plain-text table per script: the mean rows, or every row with ``per_image``.
+
+    Identification values of a set too small for it show :data:`NOT_IDENTIFIED`
+    instead of ``nan``; other values as :func:`~icnn_torch.analysis.tables.format_value`.
+    """
     if not rows:
         return "(no rows)"
     metric_columns = [key for key in rows[0] if key.startswith("ident_")
@@ -296,8 +320,10 @@ def format_table(rows: Sequence[Mapping[str, object]], per_image: bool = False) 
             if lines:
                 lines.append("")
             lines += [str(current_script), header, "-" * len(header)]
+        too_small = int(row["n_images"]) < MIN_IDENTIFICATION_SET
+        values = [NOT_IDENTIFIED if too_small and column.startswith("ident_")
+                  else format_value(row[column]) for column in metric_columns]
         lines.append(f"{str(row['layer_set']) or '-':<12} {str(row['subject']):<8} "
                      f"{str(row['roi']):<5} {str(row['label']):<10} {row['n_images']:>3} "
-                     + " ".join(f"{format_value(row[column]):>16}"
-                                for column in metric_columns))
+                     + " ".join(f"{value:>16}" for value in values))
     return "\n".join(lines)
