@@ -225,7 +225,7 @@ def cnn_features(net, images: np.ndarray, layers: Sequence[str],
     """
     import torch
 
-    from icnn_torch.utils import img_preprocess
+    from ..utils import img_preprocess  # imports scipy: deferred with torch
 
     images = np.asarray(images, dtype=np.float64)
     if images.ndim != 4 or images.shape[3] != 3:
