@@ -45,13 +45,13 @@ def save_png(path: Path, img: np.ndarray) -> None:
 
 
 def panel_texts(fig, gid: str) -> list:
-    """The texts of a figure panel with this ``gid`` (``icnn_torch.figure.GID_*``)."""
+    """The texts of a figure panel with this ``gid`` (``icnn_torch.analysis.panel.GID_*``)."""
     return [text.get_text() for text in fig.texts if text.get_gid() == gid]
 
 
 def panel_grid(fig) -> list:
     """The cells of a figure panel as rows (top to bottom) of axes (left to right)."""
-    from icnn_torch.figure import GID_IMAGE, GID_MISSING
+    from icnn_torch.analysis.panel import GID_IMAGE, GID_MISSING
 
     rows: dict = {}
     for ax in fig.axes:

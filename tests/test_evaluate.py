@@ -2,6 +2,7 @@
 
 import csv
 import math
+import re
 import subprocess
 import sys
 import warnings
@@ -14,10 +15,13 @@ from PIL import Image
 
 from _results_tree import PROJECT_ROOT, save_png, save_recon, write_record
 from icnn_torch import evaluate
-from icnn_torch.errors import ConfigError, DamagedFileError
+from icnn_torch.analysis.cli import evaluate_parser
+from icnn_torch.analysis import evaluate as analysis_evaluate
+from icnn_torch.analysis.evaluate import (BASE_COLUMNS, NetInputSizeError, NoReconstructionsError,
+                                          evaluate_results)
 from icnn_torch.analysis.stimuli import find_stimulus, load_stimulus, read_stimulus_mapping
 from icnn_torch.analysis.tables import write_csv
-from icnn_torch.evaluate import evaluate_results
+from icnn_torch.errors import ConfigError, DamagedFileError, MissingDataError
 from icnn_torch.metrics import (feature_identification, pairwise_identification, pixcorr,
                                 rgb_to_grey, ssim)
 from icnn_torch.store.results import find_reconstructions, load_reconstruction
@@ -267,7 +271,7 @@ def test_evaluate_results_perfect_reconstructions(tmp_path):
         assert row["ident_pixcorr"] == 1.0 and row["ident_euclidean"] == 1.0
         assert row["pixcorr"] == pytest.approx(1.0)
         assert row["ssim"] == pytest.approx(1.0)
-    assert list(rows[0]) == list(evaluate.BASE_COLUMNS)
+    assert list(rows[0]) == list(BASE_COLUMNS)
 
 
 def test_evaluate_results_with_features_and_shuffled_set(tmp_path, random_vgg19):
@@ -417,7 +421,7 @@ def test_write_csv_is_atomic_and_replaces(tmp_path):
 # --------------------------------------------------------------------------- command line, errors
 
 def test_cli_lists_are_comma_separated():
-    parser = evaluate._parser()
+    parser = evaluate_parser()
     args = parser.parse_args(["results", "--stimuli", "s", "--layers", "conv3_4,fc7",
                               "--scripts", f"{SCRIPT2},{SCRIPT3}"])
     assert args.layers == ["conv3_4", "fc7"]
@@ -495,13 +499,49 @@ def test_cli_prints_a_warning_line_for_missing_stimuli(tmp_path, capsys):
     assert str(stimuli / "natural" / "Img0011.*") in err
 
 
-def test_feature_errors_name_the_layer_or_size(tmp_path, random_vgg19):
+def test_feature_errors_name_the_layer_or_size(tmp_path, random_vgg19, capsys, monkeypatch):
     results, stimuli, _ = _build_tree(tmp_path)  # 32x32 reconstructions
     with pytest.raises(ConfigError, match="no layer conv9_9; choose from conv1_1"):
         evaluate_results(results, stimuli, layers=["conv9_9"], net=random_vgg19)
-    with pytest.raises(ConfigError, match=r"32x32 pixels, but VGG19 takes 224x224.*--no-features"):
+    # the library names the sizes; the command line adds the option that helps
+    with pytest.raises(ConfigError, match=r"32x32 pixels, but VGG19 takes 224x224") as info:
         evaluate_results(results, stimuli, layers=["conv1_1"], net=random_vgg19,
                          scripts=[SCRIPT2])
+    assert isinstance(info.value, NetInputSizeError) and "--" not in str(info.value)
+    monkeypatch.setattr(analysis_evaluate, "_load_vgg19_for_features",
+                        lambda path, device: random_vgg19)
+    assert evaluate.main([str(results), "--stimuli", str(stimuli), "--layers", "conv1_1",
+                          "--scripts", SCRIPT2]) == 1
+    line, = _error_lines(capsys)
+    assert re.search(r"32x32 pixels, but VGG19 takes 224x224.*--no-features", line), line
+
+
+def test_library_errors_carry_no_command_line_advice(tmp_path, capsys, monkeypatch):
+    results, stimuli, _ = _build_tree(tmp_path)
+    monkeypatch.chdir(tmp_path)  # no net/ folder here
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(NoReconstructionsError) as info:
+        evaluate_results(tmp_path / "empty", stimuli, layers=())
+    assert str(info.value) == f"no recon_img-<label>.mat files under {tmp_path / 'empty'}"
+    with pytest.raises(MissingDataError) as info:
+        evaluate_results(results, stimuli)
+    assert info.value.items == ("vgg19",) and "--" not in info.value.detail
+    # the command line says what to do: make results, pass --vgg19 or --no-features
+    assert evaluate.main([str(tmp_path / "empty"), "--stimuli", str(stimuli),
+                          "--no-features"]) == 1
+    line, = _error_lines(capsys)
+    assert line.endswith("run a figure script first (e.g. python "
+                         "1_reconstruct_natural_image.py)")
+    assert evaluate.main([str(results), "--stimuli", str(stimuli)]) == 1
+    line, = _error_lines(capsys)
+    assert "pass --vgg19 FILE, or skip it with --no-features." in line
+    # a CSV that cannot be written: the option that chooses another
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    assert evaluate.main([str(results), "--stimuli", str(stimuli), "--no-features",
+                          "--out", str(blocker / "scores.csv")]) == 1
+    line, = _error_lines(capsys)
+    assert line.startswith("error: cannot write") and line.endswith("choose a writable --out")
 
 
 def test_results_without_records_use_the_image_type_option(tmp_path, capsys):
@@ -518,3 +558,37 @@ def test_results_without_records_use_the_image_type_option(tmp_path, capsys):
     assert len(rows) == 13 and all(row["ident_pixcorr"] == 1.0 for row in rows)
     assert evaluate.main([str(results), "--stimuli", str(stimuli), "--no-features",
                           "--image-type", "natural"]) == 0
+
+
+def test_single_image_sets_say_why_identification_is_missing(tmp_path, capsys):
+    results, stimuli, _ = _build_tree(tmp_path)
+    for label in ["Img0011", "Img0045", "Img0048"]:
+        (stimuli / "natural" / f"{label}.png").unlink()
+    out = tmp_path / "scores.csv"
+    assert evaluate.main([str(results), "--stimuli", str(stimuli), "--no-features",
+                          "--per-image", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    notes = [line for line in captured.err.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 1, captured.err
+    assert "at least two images" in notes[0] and f"{SCRIPT2}/S1/VC" in notes[0]
+    assert SCRIPT3 not in notes[0]  # its sets have three images each
+    # the table says n/a where identification cannot be computed, numbers elsewhere
+    single = [line for line in captured.out.splitlines() if line.startswith("-  ")]
+    assert [line.split()[3] for line in single] == ["Img0002", "mean"]
+    for line in single:
+        assert line.count("n/a (1 image)") == 2 and "nan" not in line
+        assert line.split()[-2:] == ["1.000000", "1.000000"]  # pixcorr, ssim
+    assert "n/a" not in "".join(line for line in captured.out.splitlines()
+                                 if line.startswith("layers-"))
+    # the CSV keeps NaN (machine-readable)
+    with open(out, newline="") as handle:
+        table = [row for row in csv.DictReader(handle) if row["script"] == SCRIPT2]
+    assert [row["label"] for row in table] == ["Img0002", "mean"]
+    assert all(row["ident_pixcorr"] == row["ident_euclidean"] == "nan" for row in table)
+    # every set of two images or more: no note
+    for label in ["Img0011", "Img0045"]:
+        save_png(stimuli / "natural" / f"{label}.png", np.zeros((32, 32, 3)))
+    assert evaluate.main([str(results), "--stimuli", str(stimuli), "--no-features",
+                          "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "note:" not in captured.err and "n/a" not in captured.out

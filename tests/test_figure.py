@@ -15,9 +15,10 @@ from PIL import Image
 
 from _results_tree import panel_grid, panel_texts, save_png, save_recon, write_record
 from icnn_torch import figure
-from icnn_torch.figure import (GID_CAPTION, GID_COLUMN, GID_MISSING, GID_ROW,
-                               GID_TITLE, PanelStyle, compose_panel, make_figures,
-                               script_panels)
+from icnn_torch.analysis.figure import STIMULUS_ROW, make_figures, script_panels
+from icnn_torch.analysis.panel import (GID_CAPTION, GID_COLUMN, GID_MISSING, GID_ROW, GID_TITLE,
+                                       MISSING_TEXT, PanelStyle, compose_panel)
+from icnn_torch.errors import OutputError
 
 SCRIPT1 = "1_reconstruct_natural_image"
 SCRIPT3 = "3_reconstruct_natural_image_different_combinations_of_CNN_layers"
@@ -136,7 +137,7 @@ def test_panel_structure_follows_the_run_record(tmp_path):
     # S2 has no JPEG: its cells come from the .mat files, exactly
     assert _colour(grid[1][0]) == pytest.approx(COLOURS["Img0009"], abs=1e-9)
     assert _colour(grid[1][1]) is None  # S2 / Img0002 was never reconstructed
-    assert [t.get_text() for t in grid[1][1].texts] == [figure.MISSING_TEXT]
+    assert [t.get_text() for t in grid[1][1].texts] == [MISSING_TEXT]
     # square cells of at most one inch, a panel no wider than the page
     for ax in panel.axes:
         assert _cell_inches(panel, ax) == pytest.approx((1.0, 1.0))
@@ -177,7 +178,7 @@ def test_ground_truth_row_on_top_and_a_warning_per_missing_stimulus(tmp_path, ca
         assert message.startswith(f"no stimulus image for {label} of {SCRIPT5}")
         assert str(stimuli / "color_shape" / f"{label}.*") in message
     panel1 = panels[SCRIPT1]
-    assert panel_texts(panel1, GID_ROW) == [figure.STIMULUS_ROW, "S1\nVC", "S2\nVC"]
+    assert panel_texts(panel1, GID_ROW) == [STIMULUS_ROW, "S1\nVC", "S2\nVC"]
     grid = panel_grid(panel1)
     assert len(grid) == 3
     for col, label in enumerate(["Img0009", "Img0002", "Img0001"]):
@@ -298,3 +299,34 @@ def test_unwritable_output_is_one_line(tmp_path, capsys):
                             "--scripts", SCRIPT5, "--dpi", "20"]) == 1
     line, = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("error: cannot write") and "a_file" in line
+    assert line.endswith("; choose a writable --out-dir")  # the command line's advice
+    # the library's error names the file, not an option
+    with pytest.raises(OutputError) as info:
+        make_figures(results, blocker / "figs", scripts=[SCRIPT5], dpi=20)
+    assert info.value.path == str(blocker / "figs" / f"{SCRIPT5}.png")
+    assert "--" not in str(info.value)
+
+
+def test_a_one_column_panel_keeps_its_title_legible(tmp_path):
+    # figure 7A with one label: a panel one cell wide wrapped its 69-character title onto
+    # five lines of 5 to 18 characters
+    results = tmp_path / "results"
+    plan = write_record(results, SCRIPT5)
+    for subject in ("S1", "S2"):
+        save_recon(results / SCRIPT5 / subject / "V1", "Img0004", _solid("Img0004", 32))
+    title = plan.figure_title
+    assert title.startswith("Fig 7A.") and len(title) > 60
+    panel = script_panels(results, labels=["Img0004"])[SCRIPT5]
+    lines = panel_texts(panel, GID_TITLE)
+    assert " ".join(lines) == title
+    # two lines, the first of 30 characters or more (9 pt bold: about 45 fit a line)
+    assert len(lines) == 2 and len(lines[0]) >= 30
+    caption = panel_texts(panel, GID_CAPTION)
+    assert len(caption) == 1 and caption[0].startswith("L-BFGS-B, 200 iterations")
+    assert _cell_inches(panel, panel.axes[0]) == pytest.approx((1.0, 1.0))  # cells as before
+    _check_texts_clear(panel)
+    # any script with one label: the title reads in at most two lines
+    results1, _ = _build_tree(tmp_path / "one", size=32)
+    panel1 = script_panels(results1, scripts=[SCRIPT1], labels=["Img0009"])[SCRIPT1]
+    assert panel_texts(panel1, GID_TITLE) == [TITLE1]
+    _check_texts_clear(panel1)

@@ -1,13 +1,21 @@
 """Reading a results tree back: script folders by their run record (any name) or by the
 original's ``<digits>_`` names, and the order of subjects, ROIs, layer sets and labels."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
-from _results_tree import panel_grid, panel_texts, save_png, save_recon, write_record
+from _results_tree import (PROJECT_ROOT, panel_grid, panel_texts, save_png, save_recon,
+                           write_record)
 from icnn_torch import evaluate, figure
+from icnn_torch.analysis import cli as analysis_cli
+from icnn_torch.analysis import evaluate as analysis_evaluate
+from icnn_torch.analysis import figure as analysis_figure
+from icnn_torch.analysis import panel as analysis_panel
+from icnn_torch.analysis.panel import GID_CAPTION, GID_COLUMN, GID_ROW, GID_TITLE
 from icnn_torch.errors import ConfigError, DamagedFileError
-from icnn_torch.figure import GID_COLUMN, GID_ROW, GID_TITLE
 from icnn_torch.store.layout import RUN_RECORD_NAME
 from icnn_torch.store.results import (find_reconstructions, find_script_results, natural_key,
                                 order_labels, roi_key)
@@ -146,4 +154,34 @@ def test_record_free_results_take_the_image_type_given(tmp_path):
     assert all(row["pixcorr"] == pytest.approx(1.0) for row in rows)
     panel = figure.script_panels(root, stimuli, image_type="color_shape")["8_my_variant"]
     assert panel_texts(panel, GID_TITLE) == ["8_my_variant"]
-    assert panel_texts(panel, figure.GID_CAPTION) == []  # engine unknown: no caption
+    assert panel_texts(panel, GID_CAPTION) == []  # engine unknown: no caption
+
+
+def test_the_faces_keep_their_names():
+    # python -m icnn_torch.evaluate / .figure and the names they published
+    assert evaluate.main is analysis_cli.evaluate_main
+    assert figure.main is analysis_cli.figure_main
+    for face in (evaluate, figure):
+        for name in face.__all__:
+            assert hasattr(face, name), f"icnn_torch.{face.__name__} lacks {name}"
+    assert evaluate.evaluate_results is analysis_evaluate.evaluate_results
+    assert evaluate.BASE_COLUMNS is analysis_evaluate.BASE_COLUMNS
+    assert figure.make_figures is analysis_figure.make_figures
+    assert figure.compose_panel is analysis_panel.compose_panel
+    assert figure.GID_TITLE == analysis_panel.GID_TITLE
+
+
+@pytest.mark.parametrize("command", ["evaluate", "figure"])
+def test_help_imports_neither_torch_nor_matplotlib(command):
+    code = ("import runpy, sys\n"
+            f"sys.argv = ['icnn_torch.{command}', '--help']\n"
+            "try:\n"
+            f"    runpy.run_module('icnn_torch.{command}', run_name='__main__')\n"
+            "except SystemExit as done:\n"
+            "    assert done.code == 0, done.code\n"
+            "print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"usage: python -m icnn_torch.{command}" in done.stdout
+    assert done.stdout.strip().splitlines()[-1] == "[]"

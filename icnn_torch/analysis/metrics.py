@@ -18,8 +18,8 @@ belongs to item ``i`` of the stimulus stack.
 :func:`cnn_features`, :func:`feature_identification`
     The same identification on CNN features (e.g. VGG19 ``conv3_4`` and ``fc7``).
 
-The scoring of a whole results tree and its command line are in
-:mod:`icnn_torch.evaluate`.
+The scoring of a whole results tree is :mod:`icnn_torch.analysis.evaluate`; its command
+line ``python -m icnn_torch.evaluate`` is in :mod:`icnn_torch.analysis.cli`.
 """
 
 from __future__ import annotations
@@ -225,7 +225,7 @@ def cnn_features(net, images: np.ndarray, layers: Sequence[str],
     """
     import torch
 
-    from icnn_torch.utils import img_preprocess
+    from ..utils import img_preprocess  # imports scipy: deferred with torch
 
     images = np.asarray(images, dtype=np.float64)
     if images.ndim != 4 or images.shape[3] != 3:
