@@ -94,8 +94,8 @@ from icnn_torch.recon import lbfgs as recon_lbfgs  # noqa: E402  (its scipy.opti
 from icnn_torch.recon.param import initial_pixels  # noqa: E402
 
 # Outside the package's published names: imported here only, to repoint when the layout changes.
-from icnn_torch.config import ScriptConfig  # noqa: E402  (the seven scripts' constants)
-from icnn_torch.jobs import device_for_rank  # noqa: E402  (torchrun's rank -> device)
+from icnn_torch.run.config import ScriptConfig  # noqa: E402  (the seven scripts' constants)
+from icnn_torch.nets.device import device_for_rank  # noqa: E402  (torchrun's rank -> device)
 
 SECTIONS = ("tests", "agreement", "batch", "lbfgs", "projection")
 U32 = 2.0 ** -24  # float32 unit roundoff
