@@ -310,6 +310,12 @@ def test_fmri_verify_replaces_a_file_that_is_no_bdata(tmp_path, fmri_remote):
     assert "intact (checked: reading as BData) (no md5 is published)" in log.getvalue()
     assert "replacing it (damaged: " in log.getvalue()
     assert files[("S1", "test")].read_bytes() == bodies["test"]
+    # an HDF5 file cut short: damaged too (HDF5's own message), not a traceback
+    cut = tmp_path / "cut" / files[("S1", "training")].name
+    cut.parent.mkdir()
+    cut.write_bytes(bodies["training"][:len(bodies["training"]) // 2])
+    with pytest.raises(DamagedFileError, match="HDF5 cannot open it .*truncated"):
+        fmri.open_bdata(cut)
 
 
 # --------------------------------------------------------------------------- features store

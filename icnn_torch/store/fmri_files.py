@@ -102,8 +102,11 @@ def check_bdata_file(path: PathLike, item: Optional[str] = None) -> None:
     path = Path(path)
     if not h5py.is_hdf5(str(path)):
         raise DamagedFileError(path, "not an HDF5 file (truncated, or not a BData file)", item)
-    with h5py.File(str(path), "r") as handle:
-        names = set(handle.keys())
+    try:
+        with h5py.File(str(path), "r") as handle:
+            names = set(handle.keys())
+    except OSError as err:  # an HDF5 signature, but cut short or corrupt
+        raise DamagedFileError(path, f"HDF5 cannot open it ({err})", item) from err
     absent = [key for key, old in (("dataset", "dataSet"), ("metadata", "metaData"))
               if key not in names and old not in names]
     if absent:
