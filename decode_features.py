@@ -12,15 +12,18 @@ Scripts 1-7 reconstruct from that tree when their ``decoded_features_dir`` const
 at it. The fMRI files (bdpy BData, figshare) are downloaded when missing; the stimulus
 images are available from the authors on request (https://forms.gle/ujvA34948Xg49jdn9):
 put them in the image folders below, named by stimulus (``n01518878_10042.JPEG``).
-Edit the constants to decode another ROI, layer set or network; run
-``python decode_features.py --help`` for the command-line overrides.
+Edit the constants to decode another ROI, layer set or network (a misspelled constant
+stops the script and names the closest one; a helper value of your own starts with ``_``);
+run ``python decode_features.py --help`` for the command-line overrides.
+
+Needs the ``decoding`` extra (bdpy and fastl2lir): ``pip install -e '.[decoding]'``.
 
 Also written: the image features (``features_dir``), one file per unit chunk of decoding
 results (``decoders_dir``), and the decoding accuracy per layer
 (``<decoded_features_dir>/natural/VGG19/decoding_accuracy.csv``).
 """
 
-from icnn_torch.decoding.run import DecodeConfig, main
+from icnn_torch.decoding.run import main
 
 # fMRI (bdpy BData files of the original, one training and one test file per subject).
 subjects_list = ['S1', 'S2', 'S3']
@@ -60,4 +63,4 @@ device = None           # None: CUDA when present, else CPU; or 'cpu', 'cuda:1',
 
 
 if __name__ == '__main__':
-    raise SystemExit(main(DecodeConfig.from_constants(globals())))
+    raise SystemExit(main(globals()))

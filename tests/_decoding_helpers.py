@@ -8,6 +8,7 @@ on the training trials recover the features of the test images.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
@@ -140,3 +141,41 @@ def encoder_features(encoder, paths: Dict[str, Path], layers: Sequence[str]) -> 
             feats = encoder(torch.from_numpy(x)[None], list(layers))
             out[label] = {l: feats[l][0].numpy() for l in layers}
     return out
+
+
+# --------------------------------------------------------------------------- without the extra
+
+#: The ``decoding`` extra's modules, which nothing the figure scripts run may import.
+EXTRA = ("bdpy", "fastl2lir")
+
+_BLOCKING = """
+import atexit, runpy, sys
+
+class _Blocked:
+    # first in sys.meta_path: these modules (and their submodules) cannot be imported,
+    # as when they are not installed; every attempt is recorded
+    attempts = []
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {blocked!r}:
+            self.attempts.append(name)
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+        return None
+
+sys.meta_path.insert(0, _Blocked())
+if {report!r}:
+    atexit.register(lambda: print("blocked imports attempted:", sorted(set(_Blocked.attempts)),
+                                  file=sys.stderr))
+sys.argv = {argv!r}
+{action}
+"""
+
+
+def blocking_command(argv: Sequence[str], blocked: Sequence[str] = EXTRA,
+                     report: bool = True, code: Optional[str] = None) -> list:
+    """A command line running the script ``argv[0]`` (or ``code``) in a Python where the
+    modules ``blocked`` cannot be imported; with ``report``, standard error ends with the
+    line ``blocked imports attempted: [...]``."""
+    action = code if code is not None else "runpy.run_path(sys.argv[0], run_name='__main__')"
+    return [sys.executable, "-c", _BLOCKING.format(blocked=tuple(blocked), report=report,
+                                                   argv=[str(a) for a in argv], action=action)]

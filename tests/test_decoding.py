@@ -3,6 +3,7 @@ chunk files and the tree, accuracy measures (all offline, on synthetic data)."""
 
 from __future__ import annotations
 
+import io
 import signal
 import subprocess
 import sys
@@ -18,7 +19,11 @@ from icnn_torch.store import features as store_features
 from icnn_torch.decoding import accuracy, fmri, predict, store
 from icnn_torch.decoding.decoders import (Fastl2lirDecoder, TorchDecoder,
                                           fastl2lir_needs_vector_solve)
+from icnn_torch import download
 from icnn_torch.errors import ConfigError, MissingDataError
+from icnn_torch.fetch import items as fetch_items
+from icnn_torch.fetch.ensure import Fetching
+from icnn_torch.run.advice import Context, fix_for, render
 
 from _decoding_helpers import (stimulus_id, stimulus_names, tiny_encoder, trials,
                                write_bdata, write_images)
@@ -195,7 +200,7 @@ def test_stimulus_order_is_numeric_within_a_synset():
 def test_fmri_download_through_the_download_layer(tmp_path, monkeypatch, subject):
     """Missing published files are fetched from figshare by id (here the loopback
     server), checked to be BData; a non-HDF5 answer is deleted and reported; without a
-    terminal and without 'yes', the error names the command."""
+    terminal and without 'yes', the error names the files (their figshare ids)."""
     from _dl_server import FakeRemote
     server = FakeRemote().start()
     try:
@@ -205,14 +210,112 @@ def test_fmri_download_through_the_download_layer(tmp_path, monkeypatch, subject
         server.add_path(f"/files/{fmri.FMRI_FIGSHARE_IDS[('S1', 'test')]}", b"<html>oops</html>")
         files = fmri.published_fmri_files(tmp_path, ["S1"])
         with pytest.raises(MissingDataError, match="14830643"):
-            fmri.ensure_fmri_files(files, download="no")
+            fmri.ensure_fmri_files(files, Fetching(assume_yes=False))
         from icnn_torch.errors import DamagedFileError
         with pytest.raises(DamagedFileError, match="not an HDF5 file"):
-            fmri.ensure_fmri_files(files, download="yes", progress=False)
+            fmri.ensure_fmri_files(files, Fetching(assume_yes=True, progress=False))
         assert files[("S1", "training")].read_bytes() == body
         assert not files[("S1", "test")].exists()
     finally:
         server.stop()
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.fixture
+def fmri_remote(monkeypatch, subject):
+    """The loopback server serving S1's two published fMRI files (BData bodies)."""
+    from _dl_server import FakeRemote
+    server = FakeRemote().start()
+    monkeypatch.setenv("ICNN_TORCH_FIGSHARE_FILES", f"{server.url}/files")
+    monkeypatch.delenv("ICNN_TORCH_ASSUME_YES", raising=False)
+    bodies = {kind: Path(subject["paths"][kind]).read_bytes() for kind in ("training", "test")}
+    for kind, body in bodies.items():
+        server.add_path(f"/files/{fmri.FMRI_FIGSHARE_IDS[('S1', kind)]}", body)
+    try:
+        yield server, bodies
+    finally:
+        server.stop()
+
+
+def test_fmri_files_are_fetch_items(tmp_path, fmri_remote):
+    """Each published fMRI file is a download item of its own (its name, its target in
+    the fMRI folder, its figshare id, no size published); the download command takes the
+    names (and ``fmri`` for all six) and puts them in <data-dir>/fmri."""
+    server, _ = fmri_remote
+    place = fetch_items.Place.at(tmp_path / "data", tmp_path / "net")
+    name = fmri.fmri_file_name("S2", "test")
+    entry = fetch_items.item(name, place)
+    assert entry.targets(place) == [tmp_path / "data" / "fmri" / name]
+    assert str(entry.size(place)) == "size unknown"
+    assert entry.describe(place) == \
+        f"{name} -> {tmp_path / 'data' / 'fmri' / name} (figshare file 14830697; size unknown)"
+    assert entry.check(place).state == "absent"
+    elsewhere = fetch_items.Place.at(tmp_path / "data", tmp_path / "net", fmri_dir=tmp_path / "f")
+    assert entry.targets(elsewhere) == [tmp_path / "f" / name]
+    assert len(fetch_items.expand_aliases(["fmri"])) == 6
+    assert download.main(["--data-dir", str(tmp_path / "data"), "--dry-run", "fmri"]) == 0
+    assert server.requests == []
+
+
+def test_fmri_items_ask_with_the_size_line_or_stop_with_one_line(tmp_path, fmri_remote):
+    """Without a terminal: nothing is fetched, the error carries the items and the
+    decoding command line renders one line naming its fix (the command with --yes). On a
+    terminal: one question listing the files, the size line (no size is published:
+    unknown) and the free space; 'y' fetches them."""
+    server, bodies = fmri_remote
+    files = fmri.published_fmri_files(tmp_path / "fmri", ["S1"])
+    names = [p.name for p in files.values()]
+    with pytest.raises(MissingDataError) as info:
+        fmri.ensure_fmri_files(files, Fetching(stdin=io.StringIO(), stderr=io.StringIO()))
+    assert list(info.value.items) == names
+    context = Context(rerun_command="python decode_features.py --subjects S1")
+    line = render(info.value, context)
+    assert "\n" not in line and "not asking: standard input is not a terminal" in line
+    assert line.endswith("Download with: python decode_features.py --subjects S1 --yes")
+    assert server.requests == []
+    prompt = io.StringIO()
+    fetched = fmri.ensure_fmri_files(files, Fetching(stdin=_Terminal("y\n"), stderr=prompt,
+                                                     progress=False))
+    assert fetched == list(files.values())
+    text = prompt.getvalue()
+    assert text.count("[y/N]") == 1
+    assert f"{names[0]} -> {files[('S1', 'training')]} (figshare file 14830643; size unknown)" \
+        in text
+    assert "Total download: 0 bytes; 2 item(s) of unknown size." in text
+    assert f"on the disk of {tmp_path}" in text and "(free: " in text
+    assert all(files[("S1", k)].read_bytes() == bodies[k] for k in ("training", "test"))
+
+
+def test_fmri_verify_replaces_a_file_that_is_no_bdata(tmp_path, fmri_remote):
+    """Present is enough without verify; with it, a file that is no BData file is
+    damaged (the fix a failed read names: delete it, rerun with --yes) and replaced."""
+    _, bodies = fmri_remote
+    files = fmri.published_fmri_files(tmp_path, ["S1"])
+    files[("S1", "training")].write_bytes(bodies["training"])
+    files[("S1", "test")].write_bytes(b"not hdf5")
+    assert fmri.ensure_fmri_files(files, Fetching(assume_yes=False)) == []
+    from icnn_torch.errors import DamagedFileError
+    with pytest.raises(DamagedFileError) as info:
+        fmri.open_bdata(files[("S1", "test")])
+    context = Context(rerun_command="python decode_features.py")
+    assert fix_for(info.value, context) == \
+        f"rm {files[('S1', 'test')]} && python decode_features.py --yes"
+    log = io.StringIO()
+    assert fmri.ensure_fmri_files(files, Fetching(assume_yes=True, verify=True, progress=False,
+                                                  stderr=log)) == [files[("S1", "test")]]
+    assert "intact (checked: reading as BData) (no md5 is published)" in log.getvalue()
+    assert "replacing it (damaged: " in log.getvalue()
+    assert files[("S1", "test")].read_bytes() == bodies["test"]
+    # an HDF5 file cut short: damaged too (HDF5's own message), not a traceback
+    cut = tmp_path / "cut" / files[("S1", "training")].name
+    cut.parent.mkdir()
+    cut.write_bytes(bodies["training"][:len(bodies["training"]) // 2])
+    with pytest.raises(DamagedFileError, match="HDF5 cannot open it .*truncated"):
+        fmri.open_bdata(cut)
 
 
 # --------------------------------------------------------------------------- features store

@@ -25,7 +25,8 @@ from icnn_torch.decoding import fmri, predict
 from icnn_torch.decoding.store import FeatureStore
 from icnn_torch.download import VGG19_SIZE
 
-from _decoding_helpers import (stimulus_names, trials, write_bdata, write_images)
+from _decoding_helpers import (EXTRA, blocking_command, stimulus_names, trials, write_bdata,
+                               write_images)
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -65,11 +66,17 @@ def _script_copy(folder: Path, text: str, **constants) -> Path:
     return path
 
 
-def _run(script: Path, root: Path, *args: str, env=None, timeout: float = 300):
+def _run(script: Path, root: Path, *args: str, env=None, timeout: float = 300,
+         blocked: tuple = ()):
+    """Run ``script`` as a user does (no terminal); with ``blocked``, in a Python where
+    those modules cannot be imported (standard error then ends with the attempts)."""
     env = dict(os.environ, ICNN_TORCH_ROOT=str(root), PYTHONUNBUFFERED="1",
                PYTHONPATH=os.pathsep.join([str(REPO), str(TESTS)]), **(env or {}))
-    return subprocess.run([sys.executable, str(script), *args], env=env, capture_output=True,
-                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    env.pop("ICNN_TORCH_ASSUME_YES", None)
+    command = blocking_command([script, *args], blocked) if blocked else \
+        [sys.executable, str(script), *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
 
 
 TINY = dict(subjects_list="['S1']", rois_list="['VC', 'V1']", network="'Tiny'",
@@ -102,6 +109,111 @@ def test_help_is_fast_and_imports_no_torch():
     assert proc.returncode == 0 and "--units-per-chunk" in proc.stdout
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()}
     assert not {"torch", "bdpy", "h5py", "fastl2lir"} & imported
+    # the defaults shown are the script's values, as the figure scripts show theirs
+    help_text = " ".join(proc.stdout.split())
+    assert "L2 regularisation (script: 100)" in help_text
+    assert "voxels selected per unit (script: 500)" in help_text
+    assert "subjects (script: S1,S2,S3)" in help_text and "(script: conv1_1,conv1_2," in help_text
+    assert "default: alpha" not in help_text
+
+
+def test_misspelled_constant_stops_with_the_closest_name(tmp_path):
+    """A constant that is no setting stops the script before anything runs, naming the
+    setting it resembles; helper values of one's own start with '_'."""
+    text = SCRIPT.read_text()
+    typo = _script_copy(tmp_path, text, subject_list="['S1']")
+    proc = _run(typo, tmp_path, "--help")
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        "error: decode_features.py defines subject_list (did you mean subjects_list?), which "
+        "is not a setting of this script; a helper value of your own: start its name with '_'"]
+    helper = _script_copy(tmp_path, text, _my_subjects="['S1']",
+                          subjects_list="_my_subjects")
+    proc = _run(helper, tmp_path, "--help")
+    assert proc.returncode == 0 and "subjects (script: S1)" in " ".join(proc.stdout.split())
+
+
+def test_without_bdpy_or_fastl2lir_one_line_and_status_1(tmp_path):
+    """Where the decoding extra cannot be imported, decode_features.py says so in one line
+    (its --help still answers)."""
+    for blocked in (EXTRA, ("fastl2lir",)):
+        proc = _run(SCRIPT, tmp_path, "--subjects", "S1", blocked=blocked)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 1 and proc.stdout == ""
+        assert lines[:-1] == [
+            f"error: decode_features.py needs bdpy and fastl2lir (not importable here: "
+            f"{', '.join(blocked)}): pip install -e '.[decoding]'"], proc.stderr
+        assert lines[-1] == f"blocked imports attempted: {sorted(blocked)}"
+    proc = _run(SCRIPT, tmp_path, "--help", blocked=EXTRA)
+    assert proc.returncode == 0 and "--units-per-chunk" in proc.stdout
+
+
+_IMPORT_ALL = """
+import importlib, pkgutil
+import icnn_torch
+names = [m.name for m in pkgutil.walk_packages(icnn_torch.__path__, "icnn_torch.")
+         if not m.name.startswith("icnn_torch.decoding")]
+for name in names:
+    importlib.import_module(name)
+print(len(names), "modules")
+"""
+
+
+def test_nothing_outside_decoding_imports_the_extra(tmp_path):
+    """Every module of the package but icnn_torch.decoding imports, and a figure script's
+    --help runs, where bdpy and fastl2lir cannot be imported, and none tries to (the
+    figure scripts' reconstructions run so too: see the end-to-end tests below)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run(blocking_command(["-c"], code=_IMPORT_ALL), env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert int(proc.stdout.split()[0]) > 40  # the walk found the package's modules
+    assert proc.stderr.strip().splitlines()[-1] == "blocked imports attempted: []"
+    script = REPO / "1_reconstruct_natural_image.py"
+    proc = _run(script, tmp_path, "--help", blocked=EXTRA)
+    assert proc.returncode == 0 and "--iterations" in proc.stdout
+    assert proc.stderr.strip().splitlines()[-1] == "blocked imports attempted: []"
+
+
+def _serve_fmri(root: Path, seed: int = 7) -> dict:
+    """BData bytes of S1's two files (random voxels; 3 training, 2 test images)."""
+    rng = np.random.default_rng(seed)
+    folder = root / "served"
+    folder.mkdir()
+    bodies = {}
+    for kind, labels in (("training", TRAIN[:3]), ("test", TEST[:2])):
+        order = trials(labels, 2, rng)
+        path = write_bdata(folder / f"{kind}.h5", rng.standard_normal((len(order), 48)), order)
+        bodies[kind] = path.read_bytes()
+    return bodies
+
+
+def test_missing_fmri_is_asked_for_through_the_download_layer(tmp_path):
+    """No fMRI and no terminal: one line naming the files and the fix (this command with
+    --yes), no request; with --yes the published files are fetched by their figshare ids
+    (the loopback server) and the run goes on."""
+    from _dl_server import FakeRemote
+    script = _script_copy(tmp_path, SCRIPT.read_text(), subjects_list="['S1']")
+    server = FakeRemote().start()
+    try:
+        env = {"ICNN_TORCH_FIGSHARE_FILES": f"{server.url}/files"}
+        proc = _run(script, tmp_path, "--stages", "accuracy", env=env)
+        assert proc.returncode == 1 and server.requests == []
+        lines = proc.stderr.strip().splitlines()
+        training = tmp_path / "data" / "fmri" / fmri.fmri_file_name("S1", "training")
+        assert len(lines) == 1 and lines[0].startswith(
+            f"error: 2 files are missing (first: {training.name} -> {training} (figshare file "
+            f"14830643; size unknown)). (not asking: standard input is not a terminal)")
+        assert lines[0].endswith(f"Download with: python {script} --stages accuracy --yes")
+        for kind, body in _serve_fmri(tmp_path).items():
+            server.add_path(f"/files/{fmri.FMRI_FIGSHARE_IDS[('S1', kind)]}", body)
+        proc = _run(script, tmp_path, "--stages", "accuracy", "--yes", "--quiet", env=env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "[1/2] " + training.name in proc.stderr and "accuracy: skipped" in proc.stdout
+        assert training.read_bytes() == (tmp_path / "served" / "training.h5").read_bytes()
+    finally:
+        server.stop()
 
 
 def test_two_processes_write_the_same_files_as_one(tiny_project, tmp_path):
@@ -211,7 +323,10 @@ def _script2_copy(folder: Path, features_dir: str) -> Path:
 
 
 def _reconstruct(script: Path, root: Path):
-    proc = _run(script, root, "--iterations", "1", "--snapshot-every", "0", "--quiet")
+    """A figure script's run, in a Python where bdpy and fastl2lir cannot be imported."""
+    proc = _run(script, root, "--iterations", "1", "--snapshot-every", "0", "--quiet",
+                blocked=EXTRA)
+    assert proc.stderr.strip().splitlines()[-1] == "blocked imports attempted: []"
     out = root / "results" / script.stem / "S1" / "VC" / "recon_img-Img0001.mat"
     return proc, out
 

@@ -1,10 +1,11 @@
 """The fMRI data of the original: bdpy BData files, one training and one test file per subject.
 
-The original repository's ``data/fmri/README.md`` lists six preprocessed files (on
-figshare, served at ``https://ndownloader.figshare.com/files/<id>``)::
-
-    sub-0N_perceptionNaturalImageTraining_original_VC.h5   (N = 1, 2, 3: S1, S2, S3)
-    sub-0N_perceptionNaturalImageTest_original_VC.h5
+The six published files (their names, subjects and figshare ids:
+:mod:`icnn_torch.store.fmri_files`) are download items of the fetch layer
+(:mod:`icnn_torch.fetch.items`): :func:`ensure_fmri_files` makes them present through
+:func:`icnn_torch.fetch.ensure.ensure_files`, which asks once on a terminal (showing what
+is missing and the free space; no size of these files is published) and never without
+one.
 
 Each is a BData file of KamitaniLab's ``bdpy`` (HDF5: ``/dataset`` samples x columns,
 ``/metadata`` key/description/value per column, ``/vmap`` value -> label maps). One sample
@@ -30,21 +31,28 @@ No md5 of the six files is published in the original repository, in its README o
 lab's other repositories (searched), and they are not among the files of the decoded
 features' article 7033577 (whose list ships with this package): a downloaded file is
 checked to be a readable BData file.
+
+bdpy (the ``decoding`` extra) is imported when a file is read.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .._util import PathLike, is_terminal
+from .._util import PathLike
 from ..errors import ConfigError, DamagedFileError, MissingDataError
+from ..fetch.ensure import Fetching, ensure_files
+from ..fetch.items import Place
+from ..store.layout import DEFAULT_DATA_DIR, DEFAULT_NET_DIR
+from ..store.fmri_files import (FMRI_FIGSHARE_IDS, FMRI_KINDS, SUBJECT_IDS, check_bdata_file,
+                                fmri_file_name, parse_fmri_file_name, published_fmri_files)
 
 if TYPE_CHECKING:  # bdpy is imported when a file is read
     import bdpy
@@ -53,17 +61,6 @@ __all__ = ["SUBJECT_IDS", "FMRI_FIGSHARE_IDS", "ROIS", "DEFAULT_LABEL_KEY", "Fmr
            "fmri_file_name", "published_fmri_files", "ensure_fmri_files", "open_bdata",
            "roi_selector", "read_labels", "load_fmri", "stimulus_name_from_id",
            "stimulus_sort_key", "average_trials"]
-
-#: The original's subjects and their names in the fMRI files.
-SUBJECT_IDS: Dict[str, str] = {"S1": "sub-01", "S2": "sub-02", "S3": "sub-03"}
-
-#: Figshare file id of each published file, by (subject, "training" | "test"), as the
-#: original's ``data/fmri/README.md`` lists them.
-FMRI_FIGSHARE_IDS: Dict[Tuple[str, str], int] = {
-    ("S1", "training"): 14830643, ("S2", "training"): 14830712,
-    ("S3", "training"): 14830862, ("S1", "test"): 14830631,
-    ("S2", "test"): 14830697, ("S3", "test"): 14830856,
-}
 
 #: ROI names of the paper, low to high visual areas, then the unions.
 ROIS: Tuple[str, ...] = ("V1", "V2", "V3", "V4", "LOC", "FFA", "PPA", "LVC", "HVC", "VC")
@@ -76,65 +73,26 @@ DEFAULT_LABEL_KEY = "stimulus_name"
 #: Tried when :data:`DEFAULT_LABEL_KEY` is absent: the numeric stimulus id.
 STIMULUS_ID_KEY = "stimulus_id"
 
-KINDS = ("training", "test")
+#: The two files of a subject (:data:`icnn_torch.store.fmri_files.FMRI_KINDS`).
+KINDS = FMRI_KINDS
 
 _STIMULUS_NAME = re.compile(r"^n(\d+)_(\d+)$")
 
 
-def fmri_file_name(subject: str, kind: str) -> str:
-    """Name of a published file, e.g. ``sub-01_perceptionNaturalImageTraining_original_VC.h5``.
-
-    Parameters
-    ----------
-    subject : {"S1", "S2", "S3"}
-    kind : {"training", "test"}
-    """
-    if subject not in SUBJECT_IDS:
-        raise ConfigError(f"no published fMRI for subject {subject!r} (published: "
-                          f"{', '.join(SUBJECT_IDS)}); give your own files in fmri_files")
-    if kind not in KINDS:
-        raise ValueError(f"kind must be 'training' or 'test', not {kind!r}")
-    session = "Training" if kind == "training" else "Test"
-    return f"{SUBJECT_IDS[subject]}_perceptionNaturalImage{session}_original_VC.h5"
-
-
-def published_fmri_files(fmri_dir: PathLike, subjects: Sequence[str]
-                         ) -> Dict[Tuple[str, str], Path]:
-    """``(subject, kind) -> <fmri_dir>/<published name>`` for the given subjects."""
-    return {(subject, kind): Path(fmri_dir, fmri_file_name(subject, kind))
-            for subject in subjects for kind in KINDS}
-
-
-def _published_key(path: Path) -> Optional[Tuple[str, str]]:
-    for key in FMRI_FIGSHARE_IDS:
-        if path.name == fmri_file_name(*key):
-            return key
-    return None
-
-
-def _download_command(paths: Sequence[Path]) -> str:
-    """A shell command that fetches the published files among ``paths``."""
-    from ..fetch.http import remote_url
-    base = remote_url("figshare_files").rstrip("/")
-    lines = []
-    for path in paths:
-        key = _published_key(path)
-        if key is not None:
-            lines.append(f"curl -L -o {path} {base}/{FMRI_FIGSHARE_IDS[key]}")
-    return " && ".join(lines) or "(none: these are not published files)"
-
-
-def ensure_fmri_files(files: Mapping[Tuple[str, str], PathLike], download: str = "ask",
-                      progress: bool = True,
-                      timeout: float = 60.0) -> List[Path]:
+def ensure_fmri_files(files: Mapping[Tuple[str, str], PathLike], how: Fetching = Fetching(),
+                      place: Optional[Place] = None) -> List[Path]:
     """Make sure the fMRI files are present; fetch the published ones that are not.
 
     Parameters
     ----------
     files : mapping (subject, kind) -> path
-    download : {"ask", "yes", "no"}
-        Missing published files: ask on a terminal (never without one), download, or
-        stop with the command that downloads them.
+        A published file's name makes it a download item into its folder; other files
+        (one's own) are only checked to exist.
+    how : Fetching
+        Asking (on a terminal only), ``assume_yes``, progress, ``verify`` (read each file
+        as BData).
+    place : Place, optional
+        The data and net folders named in messages (default ``data`` and ``net``).
 
     Returns
     -------
@@ -144,57 +102,26 @@ def ensure_fmri_files(files: Mapping[Tuple[str, str], PathLike], download: str =
     Raises
     ------
     MissingDataError
-        A file is missing and is not published, or downloading was declined.
+        A file is missing and is not published (no ``items``), or downloading was declined
+        or not allowed (``items``: the published files).
     DownloadError, ChecksumError, DamagedFileError
-        A download failed or did not give a BData file.
+        A download failed or did not give a BData file (which is deleted).
     """
-    missing = [Path(p) for p in files.values() if not Path(p).is_file()]
-    if not missing:
-        return []
-    foreign = [p for p in missing if _published_key(p) is None]
+    paths = [Path(p) for p in files.values()]
+    foreign = [p for p in paths if parse_fmri_file_name(p.name) is None and not p.is_file()]
     if foreign:
         raise MissingDataError(foreign, detail="(these are not the published files; check "
                                                "fmri_files)")
-    command = _download_command(missing)
-    if download == "ask":
-        if not (is_terminal(sys.stdin) and is_terminal(sys.stderr)):
-            raise MissingDataError(missing, detail="(not asking: standard input is not a "
-                                                   f"terminal; --yes downloads them: {command})")
-        sys.stderr.write("These fMRI files are needed and missing:\n  "
-                         + "\n  ".join(map(str, missing)) + "\nDownload them now? [y/N] ")
-        sys.stderr.flush()
-        download = "yes" if sys.stdin.readline().strip().lower() in ("y", "yes") else "no"
-    if download != "yes":
-        raise MissingDataError(missing, detail=f"Download with: {command}")
-    from ..fetch.http import fetch, remote_url
-    base = remote_url("figshare_files").rstrip("/")
-    fetched = []
-    for number, path in enumerate(missing, 1):
-        key = _published_key(path)
-        sys.stderr.write(f"[{number}/{len(missing)}] {path.name}\n")
-        fetch(f"{base}/{FMRI_FIGSHARE_IDS[key]}", path, progress=progress, timeout=timeout)
-        try:
-            _check_bdata_file(path)
-        except DamagedFileError:
-            path.unlink()
-            raise
-        fetched.append(path)
+    place = place or Place(Path(DEFAULT_DATA_DIR), Path(DEFAULT_NET_DIR))
+    folders: Dict[Path, List[str]] = {}
+    for path in paths:
+        if parse_fmri_file_name(path.name) is not None:
+            folders.setdefault(path.parent, []).append(path.name)
+    fetched: List[Path] = []
+    for folder, names in folders.items():
+        fetched += [folder / name for name in
+                    ensure_files(names, dataclasses.replace(place, fmri_dir=folder), how)]
     return fetched
-
-
-def _check_bdata_file(path: Path) -> None:
-    """Raise :class:`DamagedFileError` unless ``path`` is an HDF5 file with BData's
-    ``dataset`` and ``metadata``."""
-    import h5py
-    if not h5py.is_hdf5(str(path)):
-        raise DamagedFileError(path, "not an HDF5 file (truncated, or not a BData file)")
-    with h5py.File(str(path), "r") as f:
-        names = set(f.keys())
-    # bdpy reads both spellings (BrainDecoderToolbox2 wrote dataSet/metaData)
-    absent = [key for key, old in (("dataset", "dataSet"), ("metadata", "metaData"))
-              if key not in names and old not in names]
-    if absent:
-        raise DamagedFileError(path, f"an HDF5 file without BData's {' and '.join(absent)}")
 
 
 def open_bdata(path: PathLike) -> "bdpy.BData":
@@ -203,15 +130,15 @@ def open_bdata(path: PathLike) -> "bdpy.BData":
     Raises
     ------
     MissingDataError
-        The file does not exist (the message names the download command of a published
-        file).
+        The file does not exist (``items``: the file's name when it is a published one).
     DamagedFileError
         Not a BData file, or truncated.
     """
     path = Path(path)
+    item = path.name if parse_fmri_file_name(path.name) is not None else None
     if not path.is_file():
-        raise MissingDataError(path, detail=f"Download with: {_download_command([path])}")
-    _check_bdata_file(path)
+        raise MissingDataError(path, () if item is None else (item,))
+    check_bdata_file(path, item)
     import bdpy
     try:
         return bdpy.BData(str(path))

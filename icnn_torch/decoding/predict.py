@@ -41,7 +41,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
+import h5py
 import numpy as np
+import scipy.io
 
 from .._util import PathLike, atomic_output
 from ..errors import ConfigError, DamagedFileError
@@ -222,7 +224,6 @@ def decode_chunk(features: np.ndarray, tset: TrainingSet, decoder,
 def write_chunk(path: PathLike, result: ChunkResult, items: Sequence[str],
                 settings: Mapping) -> Path:
     """Write a job's file atomically (layout in the module docstring)."""
-    import h5py
     path = Path(path)
     with atomic_output(path) as tmp:
         with h5py.File(tmp, "w") as f:
@@ -241,7 +242,6 @@ def write_chunk(path: PathLike, result: ChunkResult, items: Sequence[str],
 
 def read_chunk(path: PathLike, names: Sequence[str] = ("prediction",)) -> dict:
     """Datasets of a job's file, plus ``settings`` (dict) and ``items`` (list of str)."""
-    import h5py
     try:
         with h5py.File(path, "r") as f:
             out = {name: f[name][()] for name in names}
@@ -286,7 +286,6 @@ def tree_path(tree_dir: PathLike, image_type: str, network: str, layer: str, sub
 
 def write_feat(path: PathLike, feat: np.ndarray) -> Path:
     """One decoded-feature file: variable ``feat``, float32; a 1-D feature as 1 x N."""
-    import scipy.io
     feat = np.asarray(feat, dtype=np.float32)
     if feat.ndim == 1:
         feat = feat.reshape(1, -1)

@@ -48,10 +48,14 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 
+import h5py
 import numpy as np
+from tqdm import tqdm
 
 from .._util import PathLike, atomic_output, is_terminal
+from ..analysis.stimuli import STIMULUS_EXTENSIONS, find_stimulus, load_stimulus
 from ..errors import ConfigError, DamagedFileError, MissingDataError
+from ..utils import img_preprocess
 
 if TYPE_CHECKING:
     import torch
@@ -123,7 +127,6 @@ def find_images(images_dir: PathLike, labels: Sequence[str],
     MissingDataError
         Naming every label without an image (and the folder).
     """
-    from ..analysis.stimuli import STIMULUS_EXTENSIONS, find_stimulus
     folder = Path(images_dir)
     found, missing = [], []
     for i, label in enumerate(labels):
@@ -157,7 +160,6 @@ class FeatureStore:
     """
 
     def __init__(self, path: PathLike) -> None:
-        import h5py
         self.path = Path(path)
         if not self.path.is_file():
             raise MissingDataError(self.path, detail="(computed by decode_features.py from "
@@ -197,7 +199,6 @@ class FeatureStore:
 
     def missing_blocks(self, layer: str) -> int:
         """Row blocks of ``layer`` not yet written."""
-        import h5py
         self._check_layer(layer)
         with h5py.File(self.path, "r", locking=False) as f:
             return int(np.sum(f["done"][layer][()] == 0))
@@ -209,14 +210,12 @@ class FeatureStore:
 
     def read_units(self, layer: str, start: int, stop: int) -> np.ndarray:
         """Units ``start:stop`` of every image: (n_images, stop - start) float32."""
-        import h5py
         self._check_layer(layer)
         with h5py.File(self.path, "r", locking=False) as f:
             return np.asarray(f["features"][layer][:, start:stop], dtype=np.float32)
 
     def read_layer(self, layer: str, rows: Optional[Sequence[int]] = None) -> np.ndarray:
         """All units of ``layer``: (n_images, *shape) float32 (``rows``: some images)."""
-        import h5py
         self._check_layer(layer)
         with h5py.File(self.path, "r", locking=False) as f:
             ds = f["features"][layer]
@@ -229,7 +228,6 @@ class FeatureStore:
 
 def _early_dcpl():
     """Dataset creation properties: storage allocated when the dataset is created."""
-    import h5py
     dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
     dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
     return dcpl
@@ -248,7 +246,6 @@ def _add_layers(f, shapes: Dict[str, tuple], n_images: int, rows_per_block: int)
 
 def _create(path: Path, record: dict, labels: Sequence[str], shapes: Dict[str, tuple],
             rows_per_block: int) -> None:
-    import h5py
     with atomic_output(path) as tmp:
         with h5py.File(tmp, "w") as f:
             f.attrs["record"] = json.dumps(record)
@@ -269,8 +266,6 @@ def _layer_shapes(encoder, layers: Sequence[str], device) -> Dict[str, tuple]:
 
 
 def _load_batch(paths: Sequence[Path], size, img_mean) -> np.ndarray:
-    from ..analysis.stimuli import load_stimulus
-    from ..utils import img_preprocess
     return np.stack([img_preprocess(load_stimulus(p, size=tuple(size)), img_mean)
                      for p in paths])
 
@@ -312,9 +307,7 @@ def compute_features(encoder, network: str, images: Sequence[PathLike], labels: 
         The file holds features of another encoder, input size or image mean, or of
         other images.
     """
-    import h5py
     import torch
-    from tqdm import tqdm
 
     from ..nets.extractor import net_device
     path = Path(path)

@@ -6,7 +6,8 @@
         [--rois ...] [--labels ...] [--layers-sets ...]] [--dry-run] [--verify] [--yes]
 
 ``NAME``: a file of figshare article 7033577 (``--list``) or ``vgg19``, ``generator``,
-``fc7_bounds``, ``mean``, ``std``. ``--script`` reads what a script needs from the script
+``fc7_bounds``, ``mean``, ``std``, or a published fMRI file (``fmri``: all six, into
+``<data-dir>/fmri``). ``--script`` reads what a script needs from the script
 file itself (constants, with the scripts' overrides; its data and net folders).
 ``--dry-run`` prints what would be fetched and needs no network; ``--verify`` checks md5s
 where one is published, loads the weights that have none and reads decoded features, and
@@ -44,7 +45,8 @@ def _build_parser() -> argparse.ArgumentParser:
                     "and intact are skipped.")
     parser.add_argument("names", nargs="*", metavar="NAME",
                         help="figshare file name of article 7033577, or vgg19, generator, "
-                             "fc7_bounds, mean, std")
+                             "fc7_bounds, mean, std, or a published fMRI file of the original "
+                             "(fmri: all six; into DATA_DIR/fmri)")
     parser.add_argument("--script", help="everything this script needs (its path, or its "
                                          "name or number in the current folder)")
     for flag, example in (("--subjects", "S1,S2"), ("--rois", "VC,V1"),

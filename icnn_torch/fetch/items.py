@@ -14,7 +14,11 @@ Items (the names of ``python -m icnn_torch.download``):
   of the original file);
 - a file of figshare article 7033577 (``--list``): the std files and the image mean into
   ``data/``, and the decoded-feature zips, unpacked into
-  ``data/decodedfeatures/<image_type>/<network>/<layer>/<subject>/`` and deleted.
+  ``data/decodedfeatures/<image_type>/<network>/<layer>/<subject>/`` and deleted;
+- a published fMRI file of the original (``fmri``: all six), e.g.
+  ``sub-01_perceptionNaturalImageTraining_original_VC.h5``, into the fMRI folder
+  (:mod:`icnn_torch.store.fmri_files`; no size or md5 published: present when it exists,
+  checked to be a BData file with ``verify`` and after each download).
 
 A file of another size than the known one never counts as present; with ``verify`` the
 md5 is checked where one is known, weights without one are loaded, decoded features read.
@@ -39,6 +43,8 @@ from ..store.layout import (DEFAULT_DATA_DIR, DEFAULT_NET_DIR, FEAT_STD_FILENAME
                             GENERATOR_PT_RELPATH, IMAGE_MEAN_FILENAME, VGG19_CAFFEMODEL_RELPATH,
                             VGG19_PT_RELPATH, decoded_feature_dir, decoded_feature_zip_name,
                             feat_std_path, is_published_tree, parse_decoded_feature_zip_name)
+from ..store.fmri_files import (FMRI_FIGSHARE_IDS, check_bdata_file, default_fmri_dir,
+                                parse_fmri_file_name, published_fmri_names)
 from ..store.published import ARTICLE_ID, PUBLISHED_ROIS, FigshareFile, published_labels
 from .figshare import article_files
 from .http import fetch, remote_url
@@ -73,7 +79,7 @@ KAMITANI_GENERATOR = FigshareFile("bvlc_reference_caffenet_generator_ILSVRC2012_
 BUNDLE_BOUNDS_NAME = "fc7_kamitanilab_pytorch_bundle.txt"
 
 WEIGHT_ITEMS = ("vgg19", "generator", "fc7_bounds")
-ALIASES = WEIGHT_ITEMS + ("mean", "std")
+ALIASES = WEIGHT_ITEMS + ("mean", "std", "fmri")
 #: Bytes a MATLAB v5 file adds to the array it holds (header and tags), for estimates.
 _MAT_OVERHEAD = 400
 #: Estimated sizes of the article's small files (no size is published): the image mean
@@ -94,18 +100,28 @@ class Place:
         KamitaniLab's PyTorch conversions of the weights instead of the caffemodels.
     files : dict
         The article's file list (:func:`~icnn_torch.fetch.figshare.article_files`).
+    fmri_dir : Path, optional
+        Where the published fMRI files go; default ``<data_dir>/fmri``, as the original.
     """
 
     data_dir: Path
     net_dir: Path
     pytorch: bool = False
     files: Dict[str, FigshareFile] = dataclasses.field(default_factory=dict, repr=False)
+    fmri_dir: Optional[Path] = None
 
     @classmethod
     def at(cls, data_dir: PathLike = DEFAULT_DATA_DIR, net_dir: PathLike = DEFAULT_NET_DIR,
-           pytorch: bool = False) -> "Place":
-        """The place of ``data_dir`` / ``net_dir``, with the article's file list read."""
-        return cls(Path(data_dir), Path(net_dir), pytorch, article_files(data_dir))
+           pytorch: bool = False, fmri_dir: Optional[PathLike] = None) -> "Place":
+        """The place of ``data_dir`` / ``net_dir`` (and ``fmri_dir``), with the article's
+        file list read."""
+        return cls(Path(data_dir), Path(net_dir), pytorch, article_files(data_dir),
+                   None if fmri_dir is None else Path(fmri_dir))
+
+    @property
+    def fmri_folder(self) -> Path:
+        """Where the published fMRI files go (:attr:`fmri_dir`, else ``<data_dir>/fmri``)."""
+        return default_fmri_dir(self.data_dir) if self.fmri_dir is None else Path(self.fmri_dir)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -408,6 +424,48 @@ class _DecodedFeatures(_ArticleFile):
               processor=unpack_and_delete(place.data_dir, self.key))
 
 
+class _FmriFile(Item):
+    """A published fMRI file of the original (a BData file; no size or md5 published)."""
+
+    def __init__(self, name: str, key: tuple) -> None:
+        self.name, self.key = name, key
+
+    def targets(self, place: Place) -> List[Path]:
+        return [place.fmri_folder / self.name]
+
+    def size(self, place: Place) -> Size:
+        return Size(None)  # not published; no voxel count to estimate it from either
+
+    def describe(self, place: Place) -> str:
+        return f"{self.name} -> {self.targets(place)[0]} (figshare file " \
+               f"{FMRI_FIGSHARE_IDS[self.key]}; {self.size(place)})"
+
+    def check(self, place: Place, verify: bool = False,
+              expected: Optional[Sequence[Path]] = None) -> Check:
+        path = self.targets(place)[0]
+        if not path.is_file():
+            return Check("absent")
+        if not verify:
+            return Check("present", how="presence")
+        try:
+            check_bdata_file(path, self.name)
+        except DamagedFileError as err:
+            return Check("damaged", f"{path}: {err.reason}", "reading as BData")
+        return Check("present", how="reading as BData")
+
+    def fetch(self, place: Place, check: Check, progress: bool, timeout: float) -> None:
+        path = self.targets(place)[0]
+        if check.state != "absent":  # no md5: the downloader would keep what is there
+            path.unlink(missing_ok=True)
+        fetch(f"{remote_url('figshare_files').rstrip('/')}/{FMRI_FIGSHARE_IDS[self.key]}",
+              path, progress=progress, timeout=timeout)
+        try:
+            check_bdata_file(path, self.name)
+        except DamagedFileError:
+            path.unlink()  # an error page or a cut file is no BData file: not kept
+            raise
+
+
 def _figshare_url(entry: FigshareFile) -> str:
     return f"{remote_url('figshare_files').rstrip('/')}/{entry.id}"
 
@@ -418,12 +476,16 @@ def item(name: str, place: Place) -> Item:
     Raises
     ------
     DownloadError
-        ``name`` is neither a weight item nor a file of the article (before any request).
+        ``name`` is neither a weight item, a file of the article nor a published fMRI file
+        (before any request).
     """
     if name in ("vgg19", "generator"):
         return _Weights(name)
     if name == "fc7_bounds":
         return _Fc7Bounds()
+    fmri_key = parse_fmri_file_name(name)
+    if fmri_key is not None:
+        return _FmriFile(name, fmri_key)
     if name not in place.files:
         raise DownloadError(f"{name!r} is not a file of figshare article {ARTICLE_ID} "
                             "(the article's files: --list)")
@@ -432,8 +494,10 @@ def item(name: str, place: Place) -> Item:
 
 
 def expand_aliases(names: Sequence[str]) -> List[str]:
-    """``mean`` -> the mean file, ``std`` -> both std files; duplicates dropped."""
-    aliases = {"mean": [IMAGE_MEAN_FILENAME], "std": list(FEAT_STD_FILENAMES.values())}
+    """``mean`` -> the mean file, ``std`` -> both std files, ``fmri`` -> the six published
+    fMRI files; duplicates dropped."""
+    aliases = {"mean": [IMAGE_MEAN_FILENAME], "std": list(FEAT_STD_FILENAMES.values()),
+               "fmri": list(published_fmri_names())}
     return list(dict.fromkeys(i for name in names for i in aliases.get(name, [name])))
 
 

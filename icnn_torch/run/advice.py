@@ -60,6 +60,10 @@ class Context:
         How to choose another results folder (``--results-dir``), if the command has one.
     uses_generator : bool
         The run optimises the generator input (for the advice on non-finite losses).
+    rerun_command : str, optional
+        The command the user ran when it fetches what it lacks by itself with ``--yes``
+        (``python decode_features.py --subjects S1``): the fix for missing files is then
+        that command with ``--yes``, and for a damaged one deleting it first.
     """
 
     data_dir: PathLike = DEFAULT_DATA_DIR
@@ -71,6 +75,7 @@ class Context:
     download_options: tuple = ()
     results_option: Optional[str] = None
     uses_generator: bool = False
+    rerun_command: Optional[str] = None
 
 
 def download_command(items: Sequence[str], ctx: Context = Context(),
@@ -103,6 +108,8 @@ def script_download_command(ctx: Context) -> str:
 def _damaged_fix(err: DamagedFileError, ctx: Context) -> Optional[str]:
     path, item = Path(err.path), err.item
     name = path.name
+    if item is not None and ctx.rerun_command:
+        return f"rm {shlex.quote(str(as_given(path)))} && {ctx.rerun_command} --yes"
     if item is None:
         if name == RUN_RECORD_NAME:
             return "rerun the script (it rewrites the record)"
@@ -130,6 +137,8 @@ def fix_for(err: IcnnTorchError, ctx: Context = Context()) -> Optional[str]:
     if isinstance(err, MissingDataError):
         if not err.items:
             return None
+        if ctx.rerun_command:
+            return f"{ctx.rerun_command} --yes"
         if any(parse_decoded_feature_zip_name(i) for i in err.items) and \
                 not ctx.features_published:
             return None
@@ -138,7 +147,7 @@ def fix_for(err: IcnnTorchError, ctx: Context = Context()) -> Optional[str]:
         return download_command(err.items, ctx, ctx.download_options)
     if isinstance(err, DamagedFileError):
         return _damaged_fix(err, ctx)
-    if isinstance(err, DeviceError) and ctx.script:
+    if isinstance(err, DeviceError) and (ctx.script or ctx.rerun_command):
         return "use --device cpu (or device = None in the script)"
     if isinstance(err, OutputError) and ctx.results_option:
         return f"choose a writable {ctx.results_option}"

@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import os
 import sys
+import textwrap
 import traceback
 import warnings
 from typing import Callable, Iterator, Optional, Sequence, Union
@@ -17,7 +18,7 @@ from ..errors import IcnnTorchError
 from .advice import Context, render
 
 __all__ = ["run_cli", "debug_requested", "DEBUG_ENV", "split_list", "comma_list",
-           "warnings_to_stderr"]
+           "warnings_to_stderr", "HelpFormatter"]
 
 #: Environment variable that makes :func:`run_cli` print tracebacks (1/yes/true).
 DEBUG_ENV = "ICNN_TORCH_DEBUG"
@@ -81,6 +82,15 @@ def comma_list(text: str) -> list[str]:
     if not items:
         raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
     return items
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Wraps ``--help`` texts at spaces only, so that a comma-separated default
+    (``conv1_1,conv1_2,...``) stays one copyable word."""
+
+    def _split_lines(self, text, width):
+        return textwrap.wrap(" ".join(text.split()), width, break_long_words=False,
+                             break_on_hyphens=False)
 
 
 @contextlib.contextmanager
