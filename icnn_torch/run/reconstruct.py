@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-import textwrap
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -48,7 +47,7 @@ from ..recon.engines import EngineInfo, engine_info
 from ..store import record as records
 from ..store.layout import is_done, is_published_tree, recon_mat_path, snapshot_dir
 from .advice import Context, as_given
-from .cli import run_cli, split_list
+from .cli import HelpFormatter, run_cli, split_list
 from .config import RunPlan, ScriptConfig, script_context
 from .jobs import Job, make_jobs, rank_info, split_jobs
 from .script import assume_yes_of
@@ -62,14 +61,6 @@ BATCH_NOTE = ("the same arithmetic as one image at a time, rounded otherwise in 
 
 
 # --------------------------------------------------------------------------- command line
-
-class _HelpFormatter(argparse.HelpFormatter):
-    """Wraps help at spaces only, so that a comma-separated default stays copyable."""
-
-    def _split_lines(self, text, width):
-        return textwrap.wrap(" ".join(text.split()), width, break_long_words=False,
-                             break_on_hyphens=False)
-
 
 def build_parser(cfg: ScriptConfig) -> argparse.ArgumentParser:
     """The command-line overrides of a script, with its constants as the defaults shown.
@@ -85,7 +76,7 @@ def build_parser(cfg: ScriptConfig) -> argparse.ArgumentParser:
     """
     info = engine_info(cfg.engine)
     p = argparse.ArgumentParser(
-        prog=Path(cfg.script_file).name, formatter_class=_HelpFormatter,
+        prog=Path(cfg.script_file).name, formatter_class=HelpFormatter,
         description=f"{cfg.figure_title or cfg.script_name}. Reconstruct {cfg.image_type} "
                     f"images from decoded {cfg.network} features with {cfg.engine}. Without "
                     "options it runs the settings of the script's constants (the paper's); "

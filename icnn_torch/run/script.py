@@ -2,7 +2,7 @@
 typos, and its folders resolved.
 
 The seven figure scripts (:class:`icnn_torch.run.config.ScriptConfig`) and
-``decode_features.py`` (:class:`icnn_torch.decoding.run.DecodeConfig`) are records of
+``decode_features.py`` (:class:`icnn_torch.decoding.config.DecodeConfig`) are records of
 constants followed by one call. Both read them with :meth:`ScriptConstants.from_constants`:
 a lower-case module-level name that is no setting, no imported module, class or function
 stops the run and names the closest setting (``subject_list`` -> ``subjects_list``), so a
