@@ -12,10 +12,10 @@ from .fetch.cli import main
 from .fetch.ensure import Fetching, ensure_files, ensure_plan_files
 from .fetch.figshare import MANIFEST_FILENAME, article_files, refresh_file_list
 from .fetch.http import fetch, remote_url
-from .fetch.items import (ALIASES, DEEPSIM_GENERATOR_MEMBER, FC7_BOUNDS_MD5, KAMITANI_GENERATOR,
-                          KAMITANI_VGG19, VGG19_MD5, VGG19_SIZE, WEIGHT_ITEMS, Place,
-                          expand_aliases, items_for_plan)
+from .fetch.items import ALIASES, WEIGHT_ITEMS, Place, expand_aliases, items_for_plan
 from .fetch.unpack import unpack_decoded_features_zip
+from .fetch.weights import (DEEPSIM_GENERATOR_MEMBER, FC7_BOUNDS_MD5, KAMITANI_GENERATOR,
+                            KAMITANI_VGG19, VGG19_MD5, VGG19_SIZE)
 
 __all__ = ["main", "fetch", "remote_url", "Place", "Fetching", "ensure_files",
            "ensure_plan_files", "items_for_plan", "expand_aliases", "article_files",

@@ -22,7 +22,7 @@ import PIL.Image
 import scipy.io
 import scipy.ndimage
 
-from icnn_torch.fetch.items import VGG19_SIZE
+from icnn_torch.fetch.weights import VGG19_SIZE
 from icnn_torch.models import VGG19_LAYERS, load_vgg19
 from icnn_torch.store import layout
 from icnn_torch.utils import estimate_cnn_feat_std

@@ -19,7 +19,7 @@ from icnn_torch import _util
 from icnn_torch import download as dl
 from icnn_torch.errors import ConfigError, DamagedFileError, MissingDataError
 from icnn_torch.fetch import http as fetch_http
-from icnn_torch.fetch import items as fetch_items
+from icnn_torch.fetch import weights as fetch_weights
 from icnn_torch.nets.tables import GENERATOR_PARAMETERS
 from icnn_torch.run.advice import Context, fix_for, render
 from icnn_torch.run.config import RunPlan, ScriptConfig, script_context
@@ -102,10 +102,10 @@ def serve_weights(remote, monkeypatch) -> dict:
     remote.add_path("/vgg/VGG_ILSVRC_19_layers.caffemodel", vgg)
     remote.add_path("/lmb/release_deepsim_v0.zip", buffer.getvalue())
     remote.add_path("/raw/fc7.txt", bounds)
-    monkeypatch.setattr(fetch_items, "VGG19_SIZE", len(vgg))
-    monkeypatch.setattr(fetch_items, "VGG19_MD5", md5(vgg))
-    monkeypatch.setattr(fetch_items, "FC7_BOUNDS_MD5", md5(bounds))
-    monkeypatch.setattr(fetch_items, "FC7_BOUNDS_SIZE", len(bounds))
+    monkeypatch.setattr(fetch_weights, "VGG19_SIZE", len(vgg))
+    monkeypatch.setattr(fetch_weights, "VGG19_MD5", md5(vgg))
+    monkeypatch.setattr(fetch_weights, "FC7_BOUNDS_MD5", md5(bounds))
+    monkeypatch.setattr(fetch_weights, "FC7_BOUNDS_SIZE", len(bounds))
     return {"vgg19": vgg, "generator": generator, "fc7_bounds": bounds}
 
 
@@ -271,8 +271,8 @@ def test_vgg19_size_check_and_download(remote, tmp_path, monkeypatch):
     with pytest.raises(dl.ChecksumError, match=f"{len(body)} bytes, expected 574671192"):
         ensure(["vgg19"], net_dir=tmp_path, assume_yes=True, **quiet())
     assert not list(tmp_path.rglob("*.part"))
-    monkeypatch.setattr(fetch_items, "VGG19_SIZE", len(body))
-    monkeypatch.setattr(fetch_items, "VGG19_MD5", md5(body))
+    monkeypatch.setattr(fetch_weights, "VGG19_SIZE", len(body))
+    monkeypatch.setattr(fetch_weights, "VGG19_MD5", md5(body))
     assert ensure(["vgg19"], net_dir=tmp_path, assume_yes=True, **quiet()) == ["vgg19"]
     assert (tmp_path / VGG_REL).read_bytes() == body
 
@@ -312,11 +312,11 @@ def test_deepsim_generator_is_taken_from_the_release_zip(remote, tmp_path, monke
 def test_fc7_bounds_from_the_raw_file(remote, tmp_path, monkeypatch):
     values = np.random.default_rng(9).integers(2, 7, 4096)
     body = " ".join(str(v) for v in values).encode() + b"\n"  # 8192 bytes, as the original
-    assert len(body) == fetch_items.FC7_BOUNDS_SIZE
+    assert len(body) == fetch_weights.FC7_BOUNDS_SIZE
     remote.add_path("/raw/fc7.txt", body)
     with pytest.raises(dl.ChecksumError, match=dl.FC7_BOUNDS_MD5):
         ensure(["fc7_bounds"], data_dir=tmp_path, assume_yes=True, **quiet())
-    monkeypatch.setattr(fetch_items, "FC7_BOUNDS_MD5", md5(body))
+    monkeypatch.setattr(fetch_weights, "FC7_BOUNDS_MD5", md5(body))
     ensure(["fc7_bounds"], data_dir=tmp_path, assume_yes=True, **quiet())
     path = tmp_path / "act_range" / "3x" / "fc7.txt"
     np.testing.assert_array_equal(load_fc7_upper_bound(path), values.astype(np.float32))
@@ -341,15 +341,15 @@ def test_kamitanilab_pytorch_files_as_alternative(remote, tmp_path, monkeypatch)
                          gen_state)
         archive.writestr("bvlc_reference_caffenet_generator_ILSVRC2012_Training/act_range_3x.txt",
                          bounds)
-    monkeypatch.setattr(fetch_items, "KAMITANI_VGG19",
+    monkeypatch.setattr(fetch_weights, "KAMITANI_VGG19",
                         dataclasses.replace(dl.KAMITANI_VGG19, md5=md5(vgg_zip.getvalue())))
-    monkeypatch.setattr(fetch_items, "KAMITANI_GENERATOR",
+    monkeypatch.setattr(fetch_weights, "KAMITANI_GENERATOR",
                         dataclasses.replace(dl.KAMITANI_GENERATOR, md5=md5(gen_zip.getvalue())))
     remote.add_path(f"/files/{dl.KAMITANI_VGG19.id}", vgg_zip.getvalue())
     remote.add_path(f"/files/{dl.KAMITANI_GENERATOR.id}", gen_zip.getvalue())
     original = (" ".join(["3"] * 4096) + "\n").encode()  # stands for the original fc7.txt
     remote.add_path("/raw/fc7.txt", original)
-    monkeypatch.setattr(fetch_items, "FC7_BOUNDS_MD5", md5(original))
+    monkeypatch.setattr(fetch_weights, "FC7_BOUNDS_MD5", md5(original))
     net_dir, data_dir = tmp_path / "net", tmp_path / "data"
     fetched = ensure(["vgg19", "generator", "fc7_bounds"], data_dir=data_dir,
                      net_dir=net_dir, pytorch=True, assume_yes=True, **quiet())
@@ -358,7 +358,7 @@ def test_kamitanilab_pytorch_files_as_alternative(remote, tmp_path, monkeypatch)
     assert fetched == ["vgg19", "generator", "fc7_bounds"]
     assert (net_dir / "VGG_ILSVRC_19_layers" / "VGG_ILSVRC_19_layers.pt").read_bytes() == vgg_state
     assert (net_dir / "generator_for_inverting_fc7" / "generator.pt").read_bytes() == gen_state
-    kept = data_dir / "act_range" / "3x" / fetch_items.BUNDLE_BOUNDS_NAME
+    kept = data_dir / "act_range" / "3x" / fetch_weights.BUNDLE_BOUNDS_NAME
     assert kept.read_bytes() == bounds
     assert (data_dir / "act_range" / "3x" / "fc7.txt").read_bytes() == original
     assert not list(net_dir.rglob("*.zip"))
@@ -374,8 +374,8 @@ def test_pytorch_bundle_bounds_equal_to_the_original_serve_as_fc7(remote, tmp_pa
     with zipfile.ZipFile(gen_zip, "w") as archive:
         archive.writestr("bundle/generator_relu7.pt", b"state")
         archive.writestr("bundle/act_range_3x.txt", bounds)
-    monkeypatch.setattr(fetch_items, "FC7_BOUNDS_MD5", md5(bounds))
-    monkeypatch.setattr(fetch_items, "KAMITANI_GENERATOR",
+    monkeypatch.setattr(fetch_weights, "FC7_BOUNDS_MD5", md5(bounds))
+    monkeypatch.setattr(fetch_weights, "KAMITANI_GENERATOR",
                         dataclasses.replace(dl.KAMITANI_GENERATOR, md5=md5(gen_zip.getvalue())))
     remote.add_path(f"/files/{dl.KAMITANI_GENERATOR.id}", gen_zip.getvalue())
     data_dir = tmp_path / "data"
@@ -390,7 +390,7 @@ def test_pytorch_zip_with_unexpected_contents_is_reported(remote, tmp_path, monk
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("a.pt", b"1")
         archive.writestr("b.pt", b"2")
-    monkeypatch.setattr(fetch_items, "KAMITANI_VGG19",
+    monkeypatch.setattr(fetch_weights, "KAMITANI_VGG19",
                         dataclasses.replace(dl.KAMITANI_VGG19, md5=md5(buffer.getvalue())))
     remote.add_path(f"/files/{dl.KAMITANI_VGG19.id}", buffer.getvalue())
     with pytest.raises(dl.DownloadError, match="a.pt, b.pt"):
@@ -680,7 +680,7 @@ def test_plan_fetches_only_what_is_missing(remote, tmp_path, monkeypatch):
     vgg = net_dir / VGG_REL
     vgg.parent.mkdir(parents=True)
     vgg.write_bytes(b"weights")
-    monkeypatch.setattr(fetch_items, "VGG19_SIZE", len(b"weights"))
+    monkeypatch.setattr(fetch_weights, "VGG19_SIZE", len(b"weights"))
     data_dir.mkdir()
     (data_dir / "ilsvrc_2012_mean.npy").write_bytes(bodies["ilsvrc_2012_mean.npy"])
     conv_zip = tmp_path / "decodedfeatures-imagery-VGG19_leaky-conv1_1-S1.zip"
@@ -758,7 +758,7 @@ def test_own_decoded_feature_tree_is_checked_on_disk(remote, tmp_path, monkeypat
     vgg = tmp_path / "net" / VGG_REL
     vgg.parent.mkdir(parents=True)
     vgg.write_bytes(b"w")
-    monkeypatch.setattr(fetch_items, "VGG19_SIZE", 1)
+    monkeypatch.setattr(fetch_weights, "VGG19_SIZE", 1)
     assert ensure_plan(plan, data_dir=tmp_path / "data", net_dir=tmp_path / "net",
                                 features_dir=tree, assume_yes=True, **quiet()) == \
         ["ilsvrc_2012_mean.npy", "estimated_vgg19_cnn_feat_std.mat"]

@@ -31,6 +31,7 @@ from icnn_torch._util import file_lock
 from icnn_torch.errors import ConfigError, DownloadError, MissingDataError
 from icnn_torch.fetch import ensure as fetch_ensure
 from icnn_torch.fetch import items as fetch_items
+from icnn_torch.fetch import weights as fetch_weights
 from icnn_torch.run import reconstruct
 from icnn_torch.run.config import ScriptConfig
 from icnn_torch.store import record as records
@@ -217,8 +218,8 @@ def test_verify_reports_an_md5_failure_before_replacing(loopback, tmp_path, monk
     saying the md5 failed."""
     body = bytes(range(256)) * 40
     loopback.add_path("/vgg.caffemodel", body)
-    monkeypatch.setattr(fetch_items, "VGG19_SIZE", len(body))
-    monkeypatch.setattr(fetch_items, "VGG19_MD5", hashlib.md5(body).hexdigest())
+    monkeypatch.setattr(fetch_weights, "VGG19_SIZE", len(body))
+    monkeypatch.setattr(fetch_weights, "VGG19_MD5", hashlib.md5(body).hexdigest())
     vgg = tmp_path / "net" / "VGG_ILSVRC_19_layers" / "VGG_ILSVRC_19_layers.caffemodel"
     vgg.parent.mkdir(parents=True)
     vgg.write_bytes(bytes(len(body)))  # the right size, other bytes
