@@ -35,6 +35,7 @@ from typing import Callable, Protocol
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from .._util import is_terminal
 from ..errors import NonFiniteError
@@ -147,7 +148,6 @@ class Reporter:
         self._bar = None
         if disp_every is None:
             if _interactive_terminal():
-                from tqdm.auto import tqdm
                 self._bar = tqdm(total=self.total, desc=desc, leave=True, dynamic_ncols=True)
                 self.disp_every = 0
             else:

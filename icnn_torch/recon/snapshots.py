@@ -25,6 +25,7 @@ from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import PIL.Image
+import scipy.io
 from torch import Tensor
 
 from .._util import atomic_output
@@ -115,7 +116,6 @@ class Snapshots:
     def latent(self, name: str, z: np.ndarray) -> None:
         """Save each row of (B, n) ``z`` as ``<name>.mat`` with variable ``name``."""
         if self.dirs is not None:
-            import scipy.io
             for folder, row in zip(self.dirs, np.asarray(z)):
                 with atomic_output(folder / f"{name}.mat") as tmp:
                     scipy.io.savemat(tmp, {name: row})

@@ -25,6 +25,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
+from .. import __version__
 from .._util import PathLike, atomic_output, file_lock
 from ..errors import DamagedFileError, OutputError
 from .layout import OPTIONS_NAME, RUN_RECORD_NAME, recon_jpg_path, snapshot_dir
@@ -76,7 +77,6 @@ def write_run_record(script_results: PathLike, record: Mapping[str, Any]) -> Pat
     OutputError
         The folder cannot be written.
     """
-    from .. import __version__
     body = {"format": RUN_RECORD_FORMAT, "version": RUN_RECORD_VERSION,
             "icnn_torch": __version__, **record}
     path = Path(script_results) / RUN_RECORD_NAME
