@@ -296,3 +296,18 @@ def test_record_holds_no_arrays_only_their_names(tmp_path):
     assert described["feat_upper_bound"]["symbol"] == "fc7_3x"
     assert described["initial_gen_feat"] == "array (4096,) float64"
     json.dumps(described)
+
+
+def test_readme_puts_the_commands_and_a_contents_list_first():
+    """The issue's case: the README's test command was at line 472 of 569, with no table of
+    contents; the scripts' table gave the PLOS figure numbers only."""
+    lines = (REPO / "README.md").read_text(encoding="utf-8").splitlines()
+    head = "\n".join(lines[:45])
+    assert "**Contents:**" in head
+    ci = (REPO / ".ci" / "run").read_text()
+    test_command = next(l.strip() for l in ci.splitlines() if l.strip().startswith("python -m pytest"))
+    assert test_command in head and "pip install -r requirements.txt" in head
+    table = "\n".join(l for l in lines if l.startswith("| `") and "reconstruct" in l)
+    for cell in ("Fig 2; Figure 2(a)", "Fig 3A; 2(b)", "Fig 4; 2(d)", "Fig 6A; 3(a)",
+                 "Fig 7A; 3(c)", "Fig 6B; 3(e)", "Fig 8; 4"):  # PLOS; bioRxiv preprint
+        assert f"| {cell} |" in table, cell
