@@ -248,6 +248,7 @@ def test_offline_run_without_data_is_one_line(tmp_path):
     line = one_error_line(run("1_reconstruct_natural_image", root, timeout=120))
     assert "python -m icnn_torch.download" in line
     assert "not a terminal" in line
+    assert "data_dir" in line and "net_dir" in line  # the constants that say where they are
     debug = run("1_reconstruct_natural_image", root, "--debug", timeout=120)
     assert debug.returncode == 1 and "Traceback" in debug.stderr
     assert "MissingDataError" in debug.stderr

@@ -47,12 +47,13 @@ import scipy.io
 
 from .._util import PathLike, atomic_output
 from ..errors import ConfigError, DamagedFileError
+from ..store.layout import decode_feature_filename
 from .decoders import LinearDecoders
 from .fmri import FmriData, average_trials, stimulus_sort_key
 
 __all__ = ["ChunkJob", "unit_chunks", "make_chunk_jobs", "chunk_path", "TrainingSet",
            "prepare_training_set", "decode_chunk", "write_chunk", "read_chunk",
-           "chunk_done", "assemble_layer", "assembled", "tree_path", "write_feat"]
+           "chunk_done", "assemble_layer", "assembled", "write_feat"]
 
 ASSEMBLED_NAME = ".assembled.json"
 
@@ -271,17 +272,8 @@ def chunk_done(path: PathLike, settings: Mapping) -> bool:
         differ = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
         shown = "; ".join(f"{k}: {stored.get(k)!r} there, {current.get(k)!r} now"
                           for k in differ[:4])
-        raise ConfigError(f"{path.parent} holds decoders made with other settings ({shown}); "
-                          "use --force to redo them, or another decoders_dir")
+        raise ConfigError(f"{path.parent} holds decoders made with other settings ({shown})")
     return True
-
-
-def tree_path(tree_dir: PathLike, image_type: str, network: str, layer: str, subject: str,
-              roi: str, label: str) -> Path:
-    """``<tree>/<image_type>/<network>/<layer>/<subject>/<roi>/<image_type>-<network>-
-    <layer>-<subject>-<roi>-<label>.mat``, the original's decoded-feature file."""
-    return Path(tree_dir, image_type, network, layer, subject, roi,
-                f"{image_type}-{network}-{layer}-{subject}-{roi}-{label}.mat")
 
 
 def write_feat(path: PathLike, feat: np.ndarray) -> Path:
@@ -331,7 +323,7 @@ def assemble_layer(tree_dir: PathLike, image_type: str, network: str, layer: str
     chunk_files = [Path(p) for p in chunk_files]
     first = read_chunk(chunk_files[0], names=())
     items = first["items"]
-    files = [tree_path(tree_dir, image_type, network, layer, subject, roi, item)
+    files = [decode_feature_filename(tree_dir, image_type, network, layer, subject, roi, item)
              for item in items]
     roi_dir = files[0].parent
     if assembled(roi_dir, chunk_files, items, files):

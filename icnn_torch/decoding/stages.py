@@ -34,25 +34,33 @@ from ..fetch.ensure import Fetching, ensure_files
 from ..fetch.items import Place
 from ..run.jobs import split_jobs
 from ..store.features import load_feat
-from ..store.layout import image_mean_path, vgg19_weights_path
+from ..store.layout import decode_feature_filename, image_mean_path, vgg19_weights_path
 from ..store.net_data import load_image_mean
 from .accuracy import accuracy_table, decoding_accuracy, rows_in_order, write_accuracy_csv
 from .config import KNOWN_NETWORKS, DecodeRun
 from .decoders import make_decoder
 from .fmri import load_fmri, open_bdata, read_labels, roi_selector, stimulus_sort_key
 from .predict import (ChunkJob, assemble_layer, chunk_done, chunk_path, decode_chunk,
-                      make_chunk_jobs, prepare_training_set, read_chunk, tree_path,
+                      make_chunk_jobs, prepare_training_set, read_chunk,
                       unit_chunks, write_chunk)
 from .store import FeatureStore, compute_features, find_images
 
-__all__ = ["place_of", "fetching_of", "FmriCache", "label_map", "test_stimuli", "check_rois", "write_label_list",
-           "stage_features", "stage_decode", "stage_accuracy", "wait_for", "say",
+__all__ = ["place_of", "fetching_of", "FmriCache", "label_map", "test_stimuli", "check_rois",
+           "write_label_list", "stage_features", "stage_decode", "stage_accuracy", "wait_for", "say",
            "ACCURACY_NAME", "LABELS_NAME", "WAIT_POLL"]
 
 ACCURACY_NAME = "decoding_accuracy.csv"
 LABELS_NAME = "image_labels.csv"
 #: Seconds between checks while a rank waits for another's files.
 WAIT_POLL = 2.0
+
+
+def _chunk_done(path: Path, settings: Mapping) -> bool:
+    """:func:`~icnn_torch.decoding.predict.chunk_done`, its refusal with the way out."""
+    try:
+        return chunk_done(path, settings)
+    except ConfigError as err:
+        raise ConfigError(f"{err}; use --force to redo them, or another decoders_dir") from err
 
 
 def say(text: str) -> None:
@@ -312,7 +320,7 @@ def stage_decode(run: DecodeRun, cache: FmriCache, labels: Mapping[str, str]) ->
                 prepared[key] = (tset, settings, None)
             tset, settings, decoder = prepared[key]
             out = chunk_path(run.out(cfg.decoders_dir), cfg.network, job)
-            if not run.overwrite and chunk_done(out, settings):
+            if not run.overwrite and _chunk_done(out, settings):
                 skipped += 1
             else:
                 if decoder is None:
@@ -362,7 +370,7 @@ def stage_accuracy(run: DecodeRun, labels: Mapping[str, str]) -> None:
             continue
         parts = [read_chunk(p, names=("y_mean", "y_sd")) for p in chunks]
         items = parts[0]["items"]
-        files = [tree_path(run.out(cfg.decoded_features_dir), cfg.image_type, cfg.network,
+        files = [decode_feature_filename(run.out(cfg.decoded_features_dir), cfg.image_type, cfg.network,
                            layer, subject, roi, item) for item in items]
         if not all(f.is_file() for f in files):
             continue

@@ -165,6 +165,9 @@ def render(err: IcnnTorchError, ctx: Context = Context()) -> str:
     """The one line the command line prints for ``err`` (without ``error:``)."""
     summary, fix = err.summary(), fix_for(err, ctx)
     if isinstance(err, MissingDataError):
+        if fix is not None and ctx.script:
+            return (f"{summary} Download with: {fix} (or point the script's data_dir and "
+                    "net_dir at the folders that hold them)")
         if fix is not None:
             return f"{summary} Download with: {fix}"
         if any(parse_decoded_feature_zip_name(i) for i in err.items) and \
