@@ -40,8 +40,8 @@ first iteration (1-based) whose losses differ in any bit, the relative loss diff
 ``|L_a - L_b| / |L_b|`` at iterations 1, 5, 10, 50, 100, 200 (those within ``--iters``)
 and the last, the final losses, and for the returned final images (RGB, 0..255 scale,
 mean added back, not clipped; (224, 224, 3)): the Pearson correlation over all pixel
-values, ``1 - r``, the largest and the mean absolute difference. A markdown table is printed; ``--json`` writes
-it all with the full loss lists.
+values, ``1 - r``, the largest and the mean absolute difference. A markdown table is
+printed; ``--json`` writes it all with the full loss lists.
 """
 
 from __future__ import annotations
