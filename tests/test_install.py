@@ -13,6 +13,7 @@ figure scripts without the decoding packages.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,10 +26,16 @@ SCRIPT2 = "2_reconstruct_natural_image_without_DGN"
 
 
 def test_installed_package_runs_a_script_copy_from_another_folder(project_root, tmp_path):
+    # a copy of what the package is built from, so that setuptools' build folder lands there
+    source = tmp_path / "source"
+    shutil.copytree(REPO / "icnn_torch", source / "icnn_torch",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(REPO / name, source / name)
     site = tmp_path / "site"
     install = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--no-compile", "--disable-pip-version-check", "--target", str(site), str(REPO)],
+         "--no-compile", "--disable-pip-version-check", "--target", str(site), str(source)],
         capture_output=True, text=True, timeout=600)
     assert install.returncode == 0, install.stdout[-2000:] + install.stderr[-3000:]
     assert (site / "icnn_torch" / "store" / "article_7033577_files.csv").is_file()
